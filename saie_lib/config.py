@@ -1,0 +1,135 @@
+"""Config dataclasses that validate themselves; recipes are YAML files whose keys are the fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .paths import configs_dir
+from .tasks import TASKS
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_SOURCES = ("auto", "hub", "gguf")
+# Fields that say where files live, not what is computed: they do not change a run's identity.
+LOCATION_FIELDS = ("data_dir", "results_root")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    study: str = "baseline"  # results/runs/<study>/...
+    task: str = "gsm8k"  # a name from saie_lib.tasks.TASKS
+    split: str | None = None  # None: the task's evaluation split
+    model: str = "smollm2-135m-instruct"  # alias (saie_lib.models.MODEL_ALIASES), Hub id or local path
+    model_source: str = "auto"  # for aliases: auto (Hub, else embedded GGUF), hub, gguf
+    limit: int | None = 50  # examples per task; None = the whole split
+    seed: int = 0
+    subjects: tuple[str, ...] | None = None  # MMLU subject filter
+    data_dir: str | None = None  # None: env SAIE_DATA_DIR, else the Hugging Face Hub
+    results_root: str | None = None  # None: env SAIE_RESULTS_DIR, else <repo>/results
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "task", tuple(TASKS))
+        _check_choice(self, "dtype", DTYPES)
+        _check_choice(self, "device", DEVICES)
+        _check_choice(self, "model_source", MODEL_SOURCES)
+        _check_min(self, "batch_size", 1)
+        _check_min(self, "max_new_tokens", 1)
+        _check_min(self, "limit", 1)
+        if not self.model or not self.study:
+            raise ValueError("config fields 'model' and 'study' must be non-empty strings")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what a run computes (locations excluded)."""
+        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
+
+
+def _check_choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ValueError(f"config field {name!r} = {value!r}; expected one of {', '.join(allowed)}")
+
+
+def _check_min(cfg: Any, name: str, minimum: int) -> None:
+    value = getattr(cfg, name)
+    if value is not None and value < minimum:
+        raise ValueError(f"config field {name!r} = {value!r}; expected an integer >= {minimum}")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    data = dataclasses.asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def from_dict(cls: type, data: dict[str, Any], source: str = "config"):
+    """Build `cls` from a mapping; unknown keys and wrongly typed values name the field."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown config field(s) {unknown}; known fields: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    values = {name: _coerce(name, value, hints[name], source) for name, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{source}: config field {name!r} may not be null")
+    for option in options:
+        origin = typing.get_origin(option)
+        if origin is tuple and isinstance(value, (list, tuple)):
+            return tuple(str(v) for v in value) if isinstance(value, list) else value
+        if option is bool and isinstance(value, bool):
+            return value
+        if option in (int, float, str) and isinstance(value, option) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ValueError(f"{source}: config field {name!r} = {value!r}; expected {expected}")
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """A recipe name (configs/recipes/<name>.yaml) or a path to a YAML file."""
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml"):
+        candidate = path
+    else:
+        candidate = configs_dir() / "recipes" / f"{recipe}.yaml"
+    if not candidate.is_file():
+        available = sorted(p.stem for p in (configs_dir() / "recipes").glob("*.yaml"))
+        raise ValueError(f"recipe {str(recipe)!r} not found at {candidate}; available recipes: {available}")
+    return candidate
+
+
+def load_config(recipe: str | Path | None = None, cls: type = EvalConfig, **overrides: Any):
+    """Recipe YAML (optional) with keyword overrides on top, validated into `cls`."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    source = "overrides"
+    if recipe is not None:
+        path = recipe_path(recipe)
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a recipe must be a mapping of config fields")
+        source = str(path)
+    data.update(overrides)
+    return from_dict(cls, data, source)
+
+
+def recipe_overrides(**values: Any) -> dict[str, Any]:
+    """Notebook parameters left at None mean 'use the recipe's value': drop them."""
+    return {k: v for k, v in values.items() if v is not None}

@@ -1,0 +1,89 @@
+"""Individual-inference evaluation: batched generation, strict and flexible scoring, metrics with CIs."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from .artifacts import append_jsonl, read_jsonl
+from .generation import Decoding, generate, render_chat
+from .parsing import extract_answer
+from .prompts import build_messages
+from .tasks import Example
+
+CHUNK_BATCHES = 4  # batches generated between two appends to the partial sample log
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (sensible at 0, 1 and small n)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+
+
+def score_sample(example: Example, prompt: str, output: str) -> dict[str, Any]:
+    """One per-sample row: raw output, both parses, gold, correctness. Invalid is never correct."""
+    strict = extract_answer(example.task, output, "strict", choices=example.choices)
+    flexible = extract_answer(example.task, output, "flexible", choices=example.choices)
+    return {
+        "id": example.id, "task": example.task, "subject": example.subject,
+        "prompt_hash": prompt_hash(prompt), "output": output,
+        "parsed_strict": strict.value, "parsed": flexible.value, "method": flexible.method,
+        "gold": example.answer,
+        "correct_strict": strict.value is not None and strict.value == example.answer,
+        "correct": flexible.value is not None and flexible.value == example.answer,
+    }
+
+
+def compute_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy (flexible and strict) with 95% CIs, invalid rates, n, and which parse rule fired."""
+    n = len(rows)
+    metrics: dict[str, Any] = {"n": n, "methods": dict(Counter(r["method"] for r in rows))}
+    for suffix, correct_key, parsed_key in (("", "correct", "parsed"), ("_strict", "correct_strict", "parsed_strict")):
+        correct = sum(bool(r[correct_key]) for r in rows)
+        low, high = wilson_interval(correct, n)
+        metrics[f"accuracy{suffix}"] = correct / n if n else 0.0
+        metrics[f"ci95{suffix}"] = [low, high]
+        metrics[f"invalid_rate{suffix}"] = sum(r[parsed_key] is None for r in rows) / n if n else 0.0
+    return metrics
+
+
+def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_size: int = 8,
+             max_new_tokens: int = 256, sample_log: str | Path | None = None,
+             progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Answer every example once (greedy) and score it. With `sample_log`, rows are appended as they
+    finish and a restarted evaluation skips the examples already there."""
+    done = {r["id"]: r for r in read_jsonl(sample_log, allow_torn_tail=True)} if sample_log else {}
+    todo = [e for e in examples if e.id not in done]
+    prompts = render_chat(tokenizer, [build_messages(e) for e in todo])
+    decoding = Decoding(max_new_tokens=max_new_tokens)
+    chunk = batch_size * CHUNK_BATCHES
+    for start in _progress(range(0, len(todo), chunk), progress, len(todo), chunk):
+        part, part_prompts = todo[start: start + chunk], prompts[start: start + chunk]
+        outputs = generate(model, tokenizer, part_prompts, decoding, batch_size=batch_size, progress=False)
+        rows = [score_sample(e, p, o) for e, p, o in zip(part, part_prompts, outputs)]
+        done.update((r["id"], r) for r in rows)
+        if sample_log:
+            append_jsonl(sample_log, rows)
+    ordered = [done[e.id] for e in examples]
+    return compute_metrics(ordered), ordered
+
+
+def _progress(chunks: range, enabled: bool, total: int, step: int):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="evaluate", unit="ex", disable=not enabled or total == 0)
+    for start in chunks:
+        yield start
+        bar.update(min(step, total - start))
+    bar.close()

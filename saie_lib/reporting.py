@@ -1,0 +1,76 @@
+"""Tables built from run dirs only: one row per finished run, written as CSV and Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .artifacts import atomic_write_text, read_json, read_jsonl, run_file
+from .paths import repo_root, tables_dir
+
+SUMMARY_COLUMNS = ("task", "split", "model", "model_source", "n", "accuracy", "ci95_low", "ci95_high",
+                   "accuracy_strict", "invalid_rate", "run")
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def summary_row(run_dir: str | Path) -> dict[str, Any]:
+    metrics = read_json(run_file(run_dir, "metrics"))
+    low, high = metrics["ci95"]
+    return {
+        "task": metrics["task"], "split": metrics["split"], "model": metrics["model"],
+        "model_source": metrics["model_source"], "n": metrics["n"], "accuracy": metrics["accuracy"],
+        "ci95_low": low, "ci95_high": high, "accuracy_strict": metrics["accuracy_strict"],
+        "invalid_rate": metrics["invalid_rate"], "run": _display_path(Path(run_dir)),
+    }
+
+
+def summary_rows(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    return [summary_row(d) for d in run_dirs]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _cell(value: Any, width: int = 240) -> str:
+    """A Markdown table cell: one line, pipes escaped, long text shortened."""
+    text = _fmt(value).replace("\n", " ⏎ ").replace("|", "\\|")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def sample_preview(run_dir: str | Path, k: int = 3) -> list[dict[str, Any]]:
+    """The first k per-sample rows of a run, for a reader to look at."""
+    return read_jsonl(run_file(run_dir, "samples"))[:k]
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] = SUMMARY_COLUMNS) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: _fmt(r[c]) for c in columns} for r in rows)
+    return buffer.getvalue()
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] = SUMMARY_COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: Sequence[dict[str, Any]], name: str,
+                results_root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """results/tables/<name>.csv and .md."""
+    folder = tables_dir(results_root)
+    csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
+    atomic_write_text(csv_path, to_csv(rows))
+    atomic_write_text(md_path, to_markdown(rows))
+    return csv_path, md_path
