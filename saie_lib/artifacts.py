@@ -22,6 +22,10 @@ RUN_FILES = {
     "metrics": "metrics.json",
     "samples": "samples.jsonl",
     "samples_partial": "samples.partial.jsonl",
+    "train_log": "train_log.jsonl",
+    "transcripts": "transcripts.jsonl",
+    "adapter": "adapter",
+    "merged": "merged-16bit",
 }
 TRACKED_PACKAGES = (
     "saie", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "safetensors",
@@ -41,6 +45,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.chmod(tmp, 0o644)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -37,6 +37,14 @@ def load_examples(cfg: EvalConfig):
                      **options)
 
 
+def data_source(cfg: EvalConfig) -> str:
+    """The data folder actually read, or 'huggingface-hub'."""
+    from .data.io import resolve_data_dir
+
+    folder = resolve_data_dir(cfg.data_dir)
+    return str(folder) if folder else "huggingface-hub"
+
+
 class LazyModel:
     """Loads the model on first use only, so a study whose runs are all finished loads nothing."""
 
@@ -66,7 +74,7 @@ def run_baseline(cfg: EvalConfig, model: LazyModel | None = None, *, progress: b
     examples = load_examples(cfg)
     net, tokenizer, model_info = (model or LazyModel(cfg)).get()
     artifacts.write_json(run_file(out, "env"), artifacts.env_record(
-        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=model_info, data_dir=cfg.data_dir))
+        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=model_info, data_source=data_source(cfg)))
     started = time.perf_counter()
     metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                              sample_log=run_file(out, "samples_partial"), progress=progress)

@@ -16,7 +16,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("auto", "hub", "gguf")
 # Fields that say where files live, not what is computed: they do not change a run's identity.
-LOCATION_FIELDS = ("data_dir", "results_root")
+LOCATION_FIELDS = ("data_dir", "results_root", "remark_cache")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,77 @@ class EvalConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (locations excluded)."""
+        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
+
+
+POLICIES = ("saie", "supportive", "adversarial", "none")
+UPDATE_TARGETS = ("gold", "self_revision_if_correct")
+BACKENDS = ("auto", "peft", "unsloth")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """SAIE training: warm-up SFT, then online learner <-> partner discussion rounds (see PAPER.md)."""
+
+    study: str = "saie"
+    task: str = "gsm8k"
+    model: str = "smollm2-135m-instruct"  # the learner: alias, Hub id or local path
+    model_source: str = "auto"
+    backend: str = "auto"  # auto: unsloth on CUDA when installed, else peft
+    load_in_4bit: bool = False  # unsloth only
+    remark_policy: str = "saie"  # saie (supportive/adversarial 50/50, seeded), supportive, adversarial, none
+    rounds: int = 2  # discussion rounds per example
+    warmup_fraction: float = 0.2  # share of the training examples used for warm-up SFT
+    partner: str = "self"  # self (learner base, adapters off), a model alias / Hub id / path, or api:<model>
+    partner_base_url: str | None = None  # api partners; None: env OPENAI_BASE_URL, else api.openai.com
+    partner_api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
+    partner_sees_gold: bool = False
+    remark_cache: str | None = None  # SQLite file of partner remarks; None: <cache dir>/remarks.sqlite
+    update_target: str = "gold"  # gold rationale + answer, or the learner's own revision when correct
+    limit: int | None = 64  # training examples (seeded subset of the task's train split)
+    eval_limit: int | None = 50  # evaluation examples (task's eval split); None = whole split
+    seed: int = 0
+    batch_size: int = 4  # examples per optimiser step
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    max_seq_len: int = 768  # prompt is cut from the left beyond this; the target is kept
+    learner_max_new_tokens: int = 192
+    partner_max_new_tokens: int = 96
+    partner_temperature: float = 0.0
+    eval_max_new_tokens: int = 256
+    eval_batch_size: int = 8
+    checkpoint_every: int = 4  # batches between checkpoints (adapter, optimiser, RNG, data cursor)
+    save_merged: bool = False  # also write a merged 16-bit model
+    data_dir: str | None = None
+    results_root: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "task", tuple(TASKS))
+        _check_choice(self, "remark_policy", POLICIES)
+        _check_choice(self, "update_target", UPDATE_TARGETS)
+        _check_choice(self, "backend", BACKENDS)
+        _check_choice(self, "dtype", DTYPES)
+        _check_choice(self, "device", DEVICES)
+        _check_choice(self, "model_source", MODEL_SOURCES)
+        for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
+                     "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
+                     "limit", "eval_limit"):
+            _check_min(self, name, 1)
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"config field 'warmup_fraction' = {self.warmup_fraction}; expected 0 <= x < 1")
+        if not self.learning_rate > 0:
+            raise ValueError(f"config field 'learning_rate' = {self.learning_rate}; expected > 0")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"config field 'lora_dropout' = {self.lora_dropout}; expected 0 <= x < 1")
+
+    def identity(self) -> dict[str, Any]:
         return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
 
 

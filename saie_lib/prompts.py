@@ -37,3 +37,45 @@ def format_target(example: Example) -> str:
     answer = ANSWER_LINE.format(answer=example.answer)
     rationale = (example.rationale or "").strip()
     return f"{rationale}\n{answer}" if rationale else answer
+
+
+# --- Discussion (training and inference time) -------------------------------------------------------
+
+STANCES = ("supportive", "adversarial")
+STANCE_INSTRUCTIONS = {
+    "supportive": (
+        "Agree with the student's answer. In two or three sentences, say what is right in the reasoning and "
+        "strengthen it with one more supporting point."
+    ),
+    "adversarial": (
+        "Disagree with the student's answer. In two or three sentences, point at the weakest step of the "
+        "reasoning and argue for a different answer."
+    ),
+}
+REVISION_REQUEST = (
+    "Your discussion partner replied:\n{remark}\n\nReconsider the question in light of this remark and give your "
+    'final response: reason step by step, then finish with a line of the form "The answer is ...".'
+)
+
+
+def partner_messages(example: Example, learner_response: str, stance: str, *, sees_gold: bool) -> list[dict]:
+    """What the frozen partner reads: the question, the learner's latest response, the stance to take."""
+    if stance not in STANCE_INSTRUCTIONS:
+        raise ValueError(f"unknown stance {stance!r}; expected one of {', '.join(STANCES)}")
+    parts = [
+        "You are discussing a question with a student.",
+        question_block(example),
+        f"The student's response:\n{learner_response.strip()}",
+        STANCE_INSTRUCTIONS[stance],
+    ]
+    if sees_gold:
+        parts.append(f"(For your reference only, the correct answer is {example.answer}.)")
+    return [{"role": "user", "content": "\n\n".join(parts)}]
+
+
+def revision_turns(learner_response: str, remark: str) -> list[dict[str, str]]:
+    """The learner's own response and the partner's remark, appended to the learner's conversation."""
+    return [
+        {"role": "assistant", "content": learner_response.strip()},
+        {"role": "user", "content": REVISION_REQUEST.format(remark=remark.strip())},
+    ]

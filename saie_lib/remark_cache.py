@@ -1,0 +1,119 @@
+"""Content-addressed cache of partner remarks (SQLite), and `CachedPartner`, which uses it.
+
+A remark's key is the sha256 of the canonical JSON of (partner model_id, the full messages, the
+sampling settings incl. seed): the same request to the same partner is paid for once, across runs.
+Each `put_many` is one transaction, so a process killed mid-run leaves only complete entries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .artifacts import stable_hash
+from .partners import Messages, PartnerError, Partner, Reply, Sampling
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS remarks (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd REAL,
+    created_at REAL NOT NULL
+)
+"""
+LOOKUP_CHUNK = 500  # keys per SELECT, well under SQLite's limit on bound parameters
+
+
+def remark_key(model_id: str, messages: Messages, sampling: Sampling) -> str:
+    """sha256 hex of the request; numbers are normalised so that temperature 0 and 0.0 agree."""
+    settings = asdict(sampling)
+    settings.update(temperature=float(sampling.temperature), top_p=float(sampling.top_p))
+    return stable_hash({"model_id": model_id, "messages": list(messages), "sampling": settings}, length=64)
+
+
+class RemarkCache:
+    """One SQLite file (WAL mode) mapping remark keys to replies. Use from one thread."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        with self._db:
+            self._db.execute(SCHEMA)
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Reply]:
+        """The cached replies (cached=True) among `keys`; hits and misses count each key asked for."""
+        keys = list(keys)
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, Reply] = {}
+        for start in range(0, len(unique), LOOKUP_CHUNK):
+            chunk = unique[start:start + LOOKUP_CHUNK]
+            rows = self._db.execute(
+                "SELECT key, text, prompt_tokens, completion_tokens, cost_usd FROM remarks "
+                f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            for key, text, prompt_tokens, completion_tokens, cost in rows:
+                found[key] = Reply(text, prompt_tokens, completion_tokens, cost, cached=True)
+        self.hits += sum(key in found for key in keys)
+        self.misses += sum(key not in found for key in keys)
+        return found
+
+    def put_many(self, items: Mapping[str, Reply]) -> None:
+        """Store all replies in one transaction: all of them are committed, or none."""
+        now = time.time()
+        rows = ((key, reply.text, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, now)
+                for key, reply in items.items())
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO remarks (key, text, prompt_tokens, completion_tokens, cost_usd, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def stats(self) -> dict[str, int]:
+        """Entries in the file; hits and misses of this session."""
+        (entries,) = self._db.execute("SELECT COUNT(*) FROM remarks").fetchone()
+        return {"entries": entries, "hits": self.hits, "misses": self.misses}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "RemarkCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CachedPartner:
+    """A Partner that answers from the cache and asks the wrapped partner only for the misses."""
+
+    def __init__(self, partner: Partner, cache: RemarkCache):
+        self.partner = partner
+        self.cache = cache
+        self.calls_made = 0  # conversations sent to the wrapped partner
+        self.hits = 0  # conversations answered from the cache
+
+    @property
+    def model_id(self) -> str:
+        return self.partner.model_id
+
+    def chat(self, conversations: Sequence[Messages], sampling: Sampling) -> list[Reply]:
+        """Replies in input order: cache hits (cached=True), then one partner call for the unique misses."""
+        keys = [remark_key(self.model_id, messages, sampling) for messages in conversations]
+        found = self.cache.get_many(keys)
+        self.hits += sum(key in found for key in keys)
+        missing = {key: messages for key, messages in zip(keys, conversations) if key not in found}
+        if missing:
+            fresh = self.partner.chat(list(missing.values()), sampling)
+            if len(fresh) != len(missing):
+                raise PartnerError(f"{self.model_id} returned {len(fresh)} replies for {len(missing)} conversations")
+            self.cache.put_many(dict(zip(missing, fresh)))
+            found.update(zip(missing, fresh))
+            self.calls_made += len(missing)
+        return [found[key] for key in keys]

@@ -1,0 +1,228 @@
+"""Stage: train one learner (warm-up, then discussion rounds) into a run dir, then evaluate it.
+
+seed -> data -> learner + partner -> warm-up -> discussion -> save adapter -> evaluate. Checkpoints every
+`checkpoint_every` batches; a restarted run continues from the last one, reusing cached partner remarks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from .artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
+from .checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
+from .config import TrainConfig, to_dict
+from .discussion import DiscussionState, advance, draw_stances, partner_turn, transcript_rows
+from .generation import Decoding
+from .partners import Sampling
+from .paths import cache_dir, run_dir as make_run_dir
+from .prompts import PROMPT_VERSION
+from .tasks import get_task
+from .training import (batched, discussion_targets, optimizer_step, plain_features, split_warmup,
+                       supervised_features)
+
+
+def training_run_dir(cfg: TrainConfig) -> Path:
+    identity = {**cfg.identity(), "prompt_version": PROMPT_VERSION}
+    name = (f"{cfg.task}-{cfg.remark_policy}-{artifacts.slug(cfg.model)}-{artifacts.stable_hash(identity)}")
+    return make_run_dir(cfg.study, name, cfg.results_root)
+
+
+@dataclass
+class Session:
+    """Everything a training run holds while it runs."""
+
+    cfg: TrainConfig
+    out: Path
+    learner: Any
+    partner: Any
+    optimizer: Any
+    schedule: list[tuple[str, list]]
+    step: int = 0
+    counters: Counter = field(default_factory=Counter)
+
+
+def load_examples(cfg: TrainConfig, split: str, limit: int | None):
+    from .data import load_task
+
+    return load_task(cfg.task, split, data_dir=cfg.data_dir, limit=limit, seed=cfg.seed)
+
+
+def open_session(cfg: TrainConfig, out: Path) -> Session:
+    import torch
+
+    from .learner import LoraSettings, load_learner
+    from .partners.local import build_partner
+    from .remark_cache import CachedPartner, RemarkCache
+
+    examples = load_examples(cfg, get_task(cfg.task).train_split, cfg.limit)
+    warmup, discussion = split_warmup(examples, cfg.warmup_fraction, cfg.seed)
+    schedule = [("warmup", b) for b in batched(warmup, cfg.batch_size)]
+    schedule += [("discussion", b) for b in batched(discussion, cfg.batch_size)]
+    lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
+    learner = load_learner(cfg.model, lora, backend=cfg.backend, device=cfg.device, load_in_4bit=cfg.load_in_4bit,
+                           source=cfg.model_source, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
+                            api_key_env=cfg.partner_api_key_env, device=cfg.device)
+    cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or cache_dir() / "remarks.sqlite"))
+    optimizer = torch.optim.AdamW(learner.trainable_parameters(), lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    return Session(cfg, out, learner, cached, optimizer, schedule)
+
+
+def warmup_batch(s: Session, examples: list, index: int) -> list[dict]:
+    result = optimizer_step(s.learner, s.optimizer, plain_features(s.learner.tokenizer, examples, s.cfg.max_seq_len),
+                            s.cfg.max_grad_norm)
+    s.step += 1
+    return [{"phase": "warmup", "batch": index, "step": s.step, **result}]
+
+
+def conventional_batch(s: Session, examples: list, index: int) -> list[dict]:
+    """remark_policy none: `rounds` plain steps on the batch, the same budget as a discussion."""
+    rows = []
+    for round_index in range(1, s.cfg.rounds + 1):
+        row = warmup_batch(s, examples, index)[0]
+        rows.append({**row, "phase": "discussion", "round": round_index, "stances": {}})
+    return rows
+
+
+def discussion_batch(s: Session, examples: list, index: int) -> tuple[list[dict], list[dict]]:
+    cfg, logs, transcript = s.cfg, [], []
+    state = DiscussionState(examples)
+    learner_decoding = Decoding(max_new_tokens=cfg.learner_max_new_tokens)
+    sampling = Sampling(max_new_tokens=cfg.partner_max_new_tokens, temperature=cfg.partner_temperature,
+                        seed=cfg.seed)
+    responses = s.learner.generate(state.conversations, learner_decoding, batch_size=cfg.eval_batch_size)
+    for round_index in range(1, cfg.rounds + 1):
+        stances = draw_stances(cfg.remark_policy, len(examples), seed=cfg.seed, batch_index=index,
+                               round_index=round_index)
+        remarks = partner_turn(s.partner, examples, responses, stances, sampling, sees_gold=cfg.partner_sees_gold)
+        rows = transcript_rows(examples, responses, stances, remarks, step=s.step + 1, batch_index=index,
+                               round_index=round_index)
+        advance(state, responses, remarks)
+        revisions = s.learner.generate(state.conversations, learner_decoding, batch_size=cfg.eval_batch_size)
+        targets = discussion_targets(examples, revisions, cfg.update_target)
+        features = [supervised_features(s.learner.tokenizer, c, t or "", cfg.max_seq_len) for c, t in
+                    zip(state.conversations, targets)]
+        for feature, target in zip(features, targets):
+            if target is None:
+                feature["labels"] = [-100] * len(feature["labels"])
+        result = optimizer_step(s.learner, s.optimizer, features, cfg.max_grad_norm)
+        s.step += 1
+        after = transcript_rows(examples, revisions, stances, remarks, step=s.step, batch_index=index,
+                                round_index=round_index)
+        for row, revised in zip(rows, after):
+            row.update(revision=revised["learner"], revision_correct=revised["correct"])
+        logs.append(round_log(index, round_index, s.step, result, rows))
+        transcript += rows
+        responses = revisions
+    return logs, transcript
+
+
+def round_log(index: int, round_index: int, step: int, result: dict, rows: list[dict]) -> dict:
+    flips = Counter(f"{r['stance']}:{_flip(r['correct'], r['revision_correct'])}" for r in rows if r["stance"])
+    return {
+        "phase": "discussion", "batch": index, "round": round_index, "step": step, **result,
+        "stances": dict(Counter(r["stance"] for r in rows if r["stance"])),
+        "correct_before_remark": sum(r["correct"] for r in rows) / len(rows),
+        "correct_after_remark": sum(r["revision_correct"] for r in rows) / len(rows),
+        "flips": dict(flips), "partner_cache_hits": sum(bool(r["cache_hit"]) for r in rows),
+    }
+
+
+def _flip(before: bool, after: bool) -> str:
+    return {(True, True): "kept_right", (True, False): "broke", (False, True): "fixed",
+            (False, False): "stayed_wrong"}[(before, after)]
+
+
+def resume(s: Session) -> int:
+    """Restore the last checkpoint (if any) and drop log rows written after it; return the next batch."""
+    path = latest_checkpoint(s.out)
+    if path is None:
+        for kind in ("train_log", "transcripts"):
+            run_file(s.out, kind).unlink(missing_ok=True)
+        return 0
+    cursor = restore_checkpoint(path, s.learner, s.optimizer)
+    s.step = cursor["step"]
+    for kind in ("train_log", "transcripts"):
+        kept = [r for r in read_jsonl(run_file(s.out, kind), allow_torn_tail=True) if r["batch"] < cursor["next_batch"]]
+        write_jsonl(run_file(s.out, kind), kept)
+    return cursor["next_batch"]
+
+
+def run_schedule(s: Session, start: int, *, progress: bool = True) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(s.schedule), initial=start, desc=f"train {s.cfg.remark_policy}", unit="batch",
+               disable=not progress)
+    for index in range(start, len(s.schedule)):
+        phase, examples = s.schedule[index]
+        transcript: list[dict] = []
+        if phase == "warmup":
+            logs = warmup_batch(s, examples, index)
+        elif s.cfg.remark_policy == "none":
+            logs = conventional_batch(s, examples, index)
+        else:
+            logs, transcript = discussion_batch(s, examples, index)
+        append_jsonl(run_file(s.out, "train_log"), logs)
+        append_jsonl(run_file(s.out, "transcripts"), transcript)
+        bar.update(1)
+        bar.set_postfix(loss=logs[-1]["loss"])
+        done = index + 1
+        if done % s.cfg.checkpoint_every == 0 or done == len(s.schedule):
+            save_checkpoint(s.out, s.learner, s.optimizer, {"next_batch": done, "step": s.step})
+    bar.close()
+
+
+def finish(s: Session, started: float, *, progress: bool = True) -> None:
+    """Save the final adapter, evaluate the trained learner, write metrics.json last (the finished marker)."""
+    from .evaluation import evaluate
+
+    s.learner.save_adapter(run_file(s.out, "adapter"))
+    if s.cfg.save_merged:
+        s.learner.save_merged(run_file(s.out, "merged"))
+    train_seconds = time.perf_counter() - started
+    examples = load_examples(s.cfg, get_task(s.cfg.task).eval_split, s.cfg.eval_limit)
+    s.learner.for_inference()
+    metrics, rows = evaluate(s.learner.model, s.learner.tokenizer, examples, batch_size=s.cfg.eval_batch_size,
+                             max_new_tokens=s.cfg.eval_max_new_tokens, progress=progress,
+                             sample_log=run_file(s.out, "samples_partial"))
+    write_jsonl(run_file(s.out, "samples"), rows)
+    artifacts.write_json(run_file(s.out, "metrics"), {
+        **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
+        "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
+        "remark_policy": s.cfg.remark_policy, "run_id": s.out.name, "prompt_version": PROMPT_VERSION,
+        "seed": s.cfg.seed, "steps": s.step, "train_seconds_this_session": round(train_seconds, 1),
+        "partner": partner_summary(s),
+    })
+    run_file(s.out, "samples_partial").unlink(missing_ok=True)
+
+
+def partner_summary(s: Session) -> dict[str, Any]:
+    rows = read_jsonl(run_file(s.out, "transcripts"))
+    with_remark = [r for r in rows if r["remark"] is not None]
+    return {"model_id": s.partner.model_id, "remarks": len(with_remark),
+            "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
+            "tokens": sum(r["partner_tokens"] for r in with_remark)}
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
+    """Train and evaluate one learner; a finished identical run is returned untouched, an unfinished one resumes."""
+    out = training_run_dir(cfg)
+    if artifacts.is_finished(out):
+        return out
+    from .generation import set_seed
+
+    artifacts.prepare_run_dir(out, {**cfg.identity(), "prompt_version": PROMPT_VERSION}, to_dict(cfg))
+    set_seed(cfg.seed)
+    started = time.perf_counter()
+    s = open_session(cfg, out)
+    artifacts.write_json(run_file(out, "env"), artifacts.env_record(
+        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=s.learner.info, partner=s.partner.model_id))
+    run_schedule(s, resume(s), progress=progress)
+    finish(s, started, progress=progress)
+    return out

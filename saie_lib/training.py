@@ -1,0 +1,91 @@
+"""SAIE training: warm-up SFT on part of the train split, then online discussion rounds with a frozen partner.
+
+For each discussion batch and round: the learner answers (batched), a stance is drawn by the remark policy,
+the partner remarks (batched, cached), and the learner takes one step on the target conditioned on the
+discussion. `remark_policy="none"` takes the same number of steps on the same examples without a discussion:
+conventional fine-tuning with an equal budget.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+from .parsing import extract_answer
+from .prompts import build_messages, format_target
+from .tasks import Example
+
+IGNORE_INDEX = -100
+
+
+def split_warmup(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded shuffle, then the first `fraction` for warm-up and the rest for discussion."""
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    cut = round(fraction * len(shuffled))
+    return shuffled[:cut], shuffled[cut:]
+
+
+def batched(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[i: i + size]) for i in range(0, len(items), size)]
+
+
+def supervised_features(tokenizer: Any, conversation: list[dict], target: str, max_seq_len: int) -> dict:
+    """input_ids for conversation + assistant target; labels are -100 everywhere except the target's tokens
+    (and the chat template's end-of-turn marker after it). Too long: the prompt is cut from the left."""
+    prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(conversation + [{"role": "assistant", "content": target}],
+                                         tokenize=False)
+    answer = full[len(prompt):] if full.startswith(prompt) else target + (tokenizer.eos_token or "")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer.rstrip("\n"), add_special_tokens=False)["input_ids"][: max_seq_len // 2]
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(answer_ids) - max_seq_len):]
+    return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+
+
+def collate(features: Sequence[dict], pad_id: int):
+    """Right-padded tensors; padding is masked out of attention and loss."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+    def pad(values, fill):
+        return [v + [fill] * (width - len(v)) for v in values]
+    return {
+        "input_ids": torch.tensor(pad([f["input_ids"] for f in features], pad_id)),
+        "attention_mask": torch.tensor(pad([[1] * len(f["input_ids"]) for f in features], 0)),
+        "labels": torch.tensor(pad([f["labels"] for f in features], IGNORE_INDEX)),
+    }
+
+
+def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_grad_norm: float) -> dict:
+    """One step of cross-entropy on the target tokens; returns loss and token count."""
+    import torch
+
+    batch = {k: v.to(learner.device) for k, v in collate(features, learner.tokenizer.pad_token_id).items()}
+    n_target = int((batch["labels"] != IGNORE_INDEX).sum())
+    if n_target == 0:
+        return {"loss": None, "target_tokens": 0}
+    learner.for_training()
+    loss = learner.model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": float(loss.detach()), "target_tokens": n_target}
+
+
+def plain_features(tokenizer: Any, examples: Sequence[Example], max_seq_len: int) -> list[dict]:
+    """Question -> gold rationale + answer (warm-up and conventional fine-tuning)."""
+    return [supervised_features(tokenizer, build_messages(e), format_target(e), max_seq_len) for e in examples]
+
+
+def discussion_targets(examples: Sequence[Example], revisions: Sequence[str] | None, update_target: str) -> list:
+    """gold: rationale + answer. self_revision_if_correct: the learner's revision where it is correct, else None
+    (that example adds no loss)."""
+    if update_target == "gold":
+        return [format_target(e) for e in examples]
+    kept = []
+    for example, revision in zip(examples, revisions or []):
+        parsed = extract_answer(example.task, revision, choices=example.choices).value
+        kept.append(revision if parsed is not None and parsed == example.answer else None)
+    return kept

@@ -1,0 +1,164 @@
+"""A scriptable fake of the OpenAI chat API: a real HTTP server on 127.0.0.1, for partner tests.
+
+    with FakeOpenAIServer() as server:
+        server.script(status(500), ok())      # the next two requests: a 500, then a normal answer
+        ... OpenAIChatPartner("fake-model", base_url=server.base_url) ...
+        assert server.request_count == 2
+
+Requests beyond the script get normal answers. Answers are deterministic: see `answer_for`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the server does with one request."""
+
+    kind: str  # "ok" | "status" | "not_json" | "no_choices"
+    delay_s: float = 0.0  # wait before answering (longer than the client timeout = a timeout)
+    code: int = 200
+    retry_after: str | None = None
+
+
+def ok(delay_s: float = 0.0) -> Step:
+    return Step("ok", delay_s=delay_s)
+
+
+def status(code: int, retry_after: str | None = None) -> Step:
+    return Step("status", code=code, retry_after=retry_after)
+
+
+def garbage(kind: str = "not_json") -> Step:
+    assert kind in ("not_json", "no_choices"), kind
+    return Step(kind)
+
+
+def answer_for(body: dict[str, Any]) -> dict[str, Any]:
+    """The normal answer: text derived from the whole request, word counts as token usage."""
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+    text = f"re: {body['messages'][-1]['content']} #{digest}"
+    prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+    completion_tokens = len(text.split())
+    return {
+        "id": f"chatcmpl-{digest}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+class FakeOpenAIServer:
+    """Context manager: starts on enter, stops (and unblocks delayed answers) on exit."""
+
+    def __init__(self, answer_delay_s: float = 0.0):
+        self.answer_delay_s = answer_delay_s  # added to every normal answer (for concurrency tests)
+        self.requests: list[dict[str, Any]] = []
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._steps: deque[Step] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def script(self, *steps: Step) -> None:
+        with self._lock:
+            self._steps.extend(steps)
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def _begin(self, body: dict[str, Any]) -> Step:
+        with self._lock:
+            self.requests.append(body)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            return self._steps.popleft() if self._steps else ok()
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _wait(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+
+def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output quiet
+            pass
+
+        def do_POST(self) -> None:
+            if self.path != CHAT_PATH:
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            step = server._begin(body)
+            try:
+                server._wait(step.delay_s)
+                self._act(step, body)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+                pass
+            finally:
+                server._end()
+
+        def _act(self, step: Step, body: dict[str, Any]) -> None:
+            if step.kind == "ok":
+                server._wait(server.answer_delay_s)
+                self._send(200, answer_for(body))
+            elif step.kind == "not_json":
+                self._send_raw(200, b"<html>502 Bad Gateway</html>")
+            elif step.kind == "no_choices":
+                self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"]})
+            elif step.code == 401:  # real servers echo (part of) the key: the client must redact it
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                self._send(401, {"error": {"message": f"Incorrect API key provided: {key}",
+                                           "type": "invalid_request_error", "code": "invalid_api_key"}})
+            else:
+                headers = {"Retry-After": step.retry_after} if step.retry_after else {}
+                self._send(step.code, {"error": {"message": f"scripted error {step.code}"}}, headers)
+
+        def _send(self, code: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            self._send_raw(code, json.dumps(payload).encode(), headers)
+
+        def _send_raw(self, code: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

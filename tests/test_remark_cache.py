@@ -1,0 +1,168 @@
+"""RemarkCache (SQLite, content-addressed) and CachedPartner."""
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from fake_openai_server import FakeOpenAIServer
+
+from saie_lib.partners import PartnerError, Reply, Sampling
+from saie_lib.partners.api import OpenAIChatPartner
+from saie_lib.remark_cache import CachedPartner, RemarkCache, remark_key
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLING = Sampling(max_new_tokens=64, temperature=0.0, top_p=1.0, seed=0)
+
+
+class CountingPartner:
+    """Answers from the request itself and records every batch it is sent."""
+
+    def __init__(self, model_id: str = "fake:counting"):
+        self.model_id = model_id
+        self.batches: list[list] = []
+
+    def chat(self, conversations, sampling):
+        self.batches.append([list(c) for c in conversations])
+        return [Reply(f"{self.model_id} on {c[-1]['content']} seed={sampling.seed}", len(c), 7, 0.002)
+                for c in conversations]
+
+    @property
+    def sent(self) -> int:
+        return sum(len(batch) for batch in self.batches)
+
+
+def conversation(i: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": "Be adversarial."}, {"role": "user", "content": f"answer {i}"}]
+
+
+@pytest.fixture
+def cache(tmp_path):
+    with RemarkCache(tmp_path / "not" / "yet" / "remarks.sqlite") as opened:
+        yield opened
+
+
+def test_second_run_makes_no_partner_calls(cache):
+    partner = CachedPartner(CountingPartner(), cache)
+    conversations = [conversation(i) for i in range(3)]
+    first = partner.chat(conversations, SAMPLING)
+    second = partner.chat(conversations, SAMPLING)
+    assert partner.partner.sent == 3 and partner.calls_made == 3 and partner.hits == 3
+    assert [r.cached for r in first] == [False] * 3 and [r.cached for r in second] == [True] * 3
+    for fresh, stored in zip(first, second):
+        assert (fresh.text, fresh.prompt_tokens, fresh.completion_tokens, fresh.cost_usd) == (
+            stored.text, stored.prompt_tokens, stored.completion_tokens, stored.cost_usd)
+    assert cache.stats() == {"entries": 3, "hits": 3, "misses": 3}
+    assert partner.model_id == "fake:counting"
+
+
+def test_misses_go_in_one_call_and_replies_keep_input_order(cache):
+    partner = CachedPartner(CountingPartner(), cache)
+    partner.chat([conversation(0), conversation(2)], SAMPLING)
+    replies = partner.chat([conversation(4), conversation(0), conversation(3), conversation(2)], SAMPLING)
+    assert partner.partner.batches[1] == [conversation(4), conversation(3)]
+    assert [r.text.split(" on ")[1] for r in replies] == ["answer 4 seed=0", "answer 0 seed=0",
+                                                         "answer 3 seed=0", "answer 2 seed=0"]
+    assert [r.cached for r in replies] == [False, True, False, True]
+
+
+def test_duplicates_in_a_batch_are_sent_once(cache):
+    partner = CachedPartner(CountingPartner(), cache)
+    a, b = conversation(1), conversation(2)
+    replies = partner.chat([a, b, a, a], SAMPLING)
+    assert partner.partner.batches == [[a, b]] and partner.calls_made == 2
+    assert replies[0] == replies[2] == replies[3] != replies[1]
+
+
+@pytest.mark.parametrize("changed", [Sampling(seed=1), Sampling(temperature=0.7), Sampling(top_p=0.9),
+                                     Sampling(max_new_tokens=8)], ids=repr)
+def test_other_sampling_is_a_miss(cache, changed):
+    partner = CachedPartner(CountingPartner(), cache)
+    partner.chat([conversation(0)], Sampling())
+    [reply] = partner.chat([conversation(0)], changed)
+    assert not reply.cached and partner.calls_made == 2
+
+
+def test_other_partner_or_messages_is_a_miss_and_equal_numbers_hit(cache):
+    CachedPartner(CountingPartner("fake:a"), cache).chat([conversation(0)], SAMPLING)
+    other = CachedPartner(CountingPartner("fake:b"), cache)
+    other.chat([conversation(0)], SAMPLING)
+    edited = conversation(0)
+    edited[0]["content"] += " "
+    other.chat([edited], SAMPLING)
+    assert other.calls_made == 2
+    int_temperature = Sampling(max_new_tokens=64, temperature=0, top_p=1, seed=0)
+    assert remark_key("fake:b", conversation(0), int_temperature) == remark_key("fake:b", conversation(0), SAMPLING)
+    assert other.chat([conversation(0)], int_temperature)[0].cached
+
+
+def test_cache_file_survives_reopening(tmp_path):
+    path = tmp_path / "remarks.sqlite"
+    with RemarkCache(path) as cache:
+        CachedPartner(CountingPartner(), cache).chat([conversation(i) for i in range(4)], SAMPLING)
+    with RemarkCache(path) as reopened:
+        partner = CachedPartner(CountingPartner(), reopened)
+        assert all(r.cached for r in partner.chat([conversation(i) for i in range(4)], SAMPLING))
+        assert partner.partner.sent == 0 and reopened.stats()["entries"] == 4
+
+
+def test_get_many_beyond_one_lookup_chunk(cache):
+    replies = {f"key{i}": Reply(f"text {i}", i, 1) for i in range(1200)}
+    cache.put_many(replies)
+    found = cache.get_many([*replies, "absent"])
+    assert len(found) == 1200 and found["key1199"] == Reply("text 1199", 1199, 1, None, cached=True)
+    assert cache.stats() == {"entries": 1200, "hits": 1200, "misses": 1}
+
+
+def test_wrong_number_of_replies_is_refused(cache):
+    class Short(CountingPartner):
+        def chat(self, conversations, sampling):
+            return super().chat(conversations, sampling)[:-1]
+
+    with pytest.raises(PartnerError, match="2 replies for 3"):
+        CachedPartner(Short(), cache).chat([conversation(i) for i in range(3)], SAMPLING)
+    assert cache.stats()["entries"] == 0
+
+
+CRASHING_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    from saie_lib.partners import Reply
+    from saie_lib.remark_cache import RemarkCache
+
+    class DiesMidWrite(dict):
+        def items(self):
+            yield "second", Reply("half", 1, 1)
+            os.kill(os.getpid(), signal.SIGKILL)  # killed inside the open transaction
+
+    cache = RemarkCache(sys.argv[1])
+    cache.put_many({"first": Reply("complete", 3, 4, 0.5)})
+    cache.put_many(DiesMidWrite())
+""")
+
+
+def test_entries_committed_before_a_crash_are_readable_after(tmp_path):
+    path = tmp_path / "remarks.sqlite"
+    done = subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(path)], cwd=REPO, capture_output=True)
+    assert done.returncode == -9, done.stderr.decode()
+    with RemarkCache(path) as cache:
+        assert cache.get_many(["first", "second"]) == {"first": Reply("complete", 3, 4, 0.5, cached=True)}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_through_the_api_partner_the_server_is_asked_once(tmp_path, monkeypatch):
+    fake_key = "sk-test-CACHEKEY-9876543210"
+    monkeypatch.setenv("OPENAI_API_KEY", fake_key)
+    conversations = [conversation(i) for i in range(3)]
+    with FakeOpenAIServer() as server, RemarkCache(tmp_path / "remarks.sqlite") as cache:
+        partner = CachedPartner(OpenAIChatPartner("fake-model", base_url=server.base_url), cache)
+        first = partner.chat(conversations, SAMPLING)
+        second = partner.chat(conversations, SAMPLING)
+        assert server.request_count == 3
+    assert [r.text for r in first] == [r.text for r in second] and all(r.cached for r in second)
+    keys = [remark_key(partner.model_id, c, SAMPLING) for c in conversations]
+    assert all(fake_key not in key for key in keys)
+    for stored in tmp_path.iterdir():  # the database and its WAL / shared-memory files
+        assert fake_key.encode() not in stored.read_bytes()
