@@ -12,7 +12,10 @@ export SAIE_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: install demo test clean
+TRAIN_TASK ?= commonsense_qa
+POLICIES ?= none supportive adversarial saie
+
+.PHONY: install demo train test clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +29,14 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	mkdir -p results/runs/baseline
 	$(BIN)/papermill notebooks/01_baseline_eval.ipynb results/runs/baseline/01_baseline_eval.ipynb -f $(STUDY) --cwd notebooks
+
+# SAIE training on CPU: notebook 02 once per remark policy (about 40 min in all on 2 cores).
+train: install
+	mkdir -p results/runs/saie
+	for policy in $(POLICIES); do \
+	  $(BIN)/papermill notebooks/02_train_saie.ipynb results/runs/saie/02_train_saie-$(TRAIN_TASK)-$$policy.ipynb \
+	    -p task $(TRAIN_TASK) -p remark_policy $$policy --cwd notebooks || exit 1; \
+	done
 
 test: install
 	$(BIN)/python -m pytest

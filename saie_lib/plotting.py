@@ -9,22 +9,35 @@ from typing import Any, Sequence
 from .paths import figures_dir
 
 
-def plot_accuracy(rows: Sequence[dict[str, Any]], name: str, *, title: str = "Accuracy with 95% CI",
-                  results_root: str | os.PathLike | None = None) -> Path:
-    """Bars of accuracy per task (one bar per model within a task), Wilson 95% CI whiskers,
-    the invalid-answer rate written above each bar. Saved as results/figures/<name>.png."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig: Any, name: str, results_root: str | os.PathLike | None) -> Path:
+    path = figures_dir(results_root) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_accuracy(rows: Sequence[dict[str, Any]], name: str, *, title: str = "Accuracy with 95% CI",
+                  group: str = "model", results_root: str | os.PathLike | None = None) -> Path:
+    """Bars of accuracy per task (one bar per `group` value within a task), Wilson 95% CI whiskers,
+    the invalid-answer rate written above each bar. Saved as results/figures/<name>.png."""
+    plt = _pyplot()
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = list(dict.fromkeys(r[group] for r in rows))
     width = 0.8 / max(len(models), 1)
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(tasks), 3.6))
     for m_index, model in enumerate(models):
         for t_index, task in enumerate(tasks):
-            row = next((r for r in rows if r["task"] == task and r["model"] == model), None)
+            row = next((r for r in rows if r["task"] == task and r[group] == model), None)
             if row is None:
                 continue
             x = t_index + (m_index - (len(models) - 1) / 2) * width
@@ -39,8 +52,28 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], name: str, *, title: str = "Ac
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    path = figures_dir(results_root) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(fig, name, results_root)
+
+
+def plot_training(logs: dict[str, Sequence[dict[str, Any]]], name: str, *,
+                  results_root: str | os.PathLike | None = None) -> Path:
+    """Training curves per run label: loss per optimiser step, and during discussion the share of learner
+    answers that were correct before the partner's remark and after the learner's revision."""
+    plt = _pyplot()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for index, (label, rows) in enumerate(logs.items()):
+        steps = [r for r in rows if r.get("loss") is not None]
+        loss_ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], color=f"C{index}", label=label)
+        talk = [r for r in rows if "correct_before_remark" in r]
+        if talk:
+            x = [r["step"] for r in talk]
+            acc_ax.plot(x, [r["correct_before_remark"] for r in talk], color=f"C{index}", ls="--", alpha=0.7)
+            acc_ax.plot(x, [r["correct_after_remark"] for r in talk], color=f"C{index}", label=label)
+    loss_ax.set(xlabel="optimiser step", ylabel="loss (target tokens)", title="Training loss")
+    acc_ax.set(xlabel="optimiser step", ylabel="learner correct", ylim=(-0.05, 1.05),
+               title="Discussion: before remark (dashed) / after revision")
+    loss_ax.legend(fontsize=8)
+    if acc_ax.lines:
+        acc_ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, name, results_root)

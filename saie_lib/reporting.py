@@ -11,8 +11,8 @@ from typing import Any, Iterable, Sequence
 from .artifacts import atomic_write_text, read_json, read_jsonl, run_file
 from .paths import repo_root, tables_dir
 
-SUMMARY_COLUMNS = ("task", "split", "model", "model_source", "n", "accuracy", "ci95_low", "ci95_high",
-                   "accuracy_strict", "invalid_rate", "run")
+SUMMARY_COLUMNS = ("task", "split", "model", "condition", "model_source", "n", "accuracy", "ci95_low",
+                   "ci95_high", "accuracy_strict", "invalid_rate", "run")
 
 
 def _display_path(path: Path) -> str:
@@ -27,6 +27,7 @@ def summary_row(run_dir: str | Path) -> dict[str, Any]:
     low, high = metrics["ci95"]
     return {
         "task": metrics["task"], "split": metrics["split"], "model": metrics["model"],
+        "condition": metrics.get("remark_policy", "base"),
         "model_source": metrics["model_source"], "n": metrics["n"], "accuracy": metrics["accuracy"],
         "ci95_low": low, "ci95_high": high, "accuracy_strict": metrics["accuracy_strict"],
         "invalid_rate": metrics["invalid_rate"], "run": _display_path(Path(run_dir)),
@@ -74,3 +75,29 @@ def write_table(rows: Sequence[dict[str, Any]], name: str,
     atomic_write_text(csv_path, to_csv(rows))
     atomic_write_text(md_path, to_markdown(rows))
     return csv_path, md_path
+
+
+def transcript_preview(run_dir: str | Path, *, example_index: int = 0) -> list[dict[str, Any]]:
+    """Every round of the first discussed example (or the n-th), as it happened."""
+    rows = read_jsonl(run_file(run_dir, "transcripts"))
+    ids = list(dict.fromkeys(r["id"] for r in rows))
+    if not ids:
+        return []
+    chosen = ids[min(example_index, len(ids) - 1)]
+    return [r for r in rows if r["id"] == chosen]
+
+
+def training_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    return read_jsonl(run_file(run_dir, "train_log"))
+
+
+def finished_runs(study: str, task: str | None = None, results_root: str | os.PathLike | None = None) -> list[Path]:
+    """Every finished run dir of a study (optionally one task), base model first, then by condition."""
+    from .paths import run_dir
+
+    folder = run_dir(study, "", results_root)
+    runs = [p for p in sorted(folder.glob("*/")) if run_file(p, "metrics").exists()]
+    rows = {p: read_json(run_file(p, "metrics")) for p in runs}
+    chosen = [p for p in runs if task is None or rows[p]["task"] == task]
+    order = {"base": 0, "none": 1, "supportive": 2, "adversarial": 3, "saie": 4}
+    return sorted(chosen, key=lambda p: (rows[p]["task"], order.get(rows[p].get("remark_policy", "base"), 9)))

@@ -226,3 +226,13 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     run_schedule(s, resume(s), progress=progress)
     finish(s, started, progress=progress)
     return out
+
+
+def base_eval_config(cfg: TrainConfig):
+    """The untrained model evaluated on exactly the examples and decoding the trained learner is evaluated on."""
+    from .config import EvalConfig
+
+    return EvalConfig(study=cfg.study, task=cfg.task, model=cfg.model, model_source=cfg.model_source,
+                      limit=cfg.eval_limit, seed=cfg.seed, data_dir=cfg.data_dir, results_root=cfg.results_root,
+                      batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, dtype=cfg.dtype,
+                      device=cfg.device, trust_remote_code=cfg.trust_remote_code)

@@ -31,3 +31,20 @@ def test_baseline_notebook_runs_on_tiny_model(data_dir, tmp_path):
     table = (tmp_path / "tables" / "smoke_accuracy.csv").read_text().splitlines()
     assert len(table) == 3 and table[1].startswith("gsm8k,test,tiny-random-smollm2")
     assert len(list((tmp_path / "runs" / "smoke").glob("*/metrics.json"))) == 2
+
+
+@pytest.mark.notebooks
+def test_training_notebook_runs_on_tiny_model(data_dir, tmp_path):
+    import papermill
+
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "02_train_saie.ipynb"), str(tmp_path / "out.ipynb"),
+        parameters={"recipe": "tiny-train", "task": "gsm8k", "limit": 6, "eval_limit": 2, "data_dir": str(data_dir),
+                    "results_root": str(tmp_path), "study": "smoke"},
+        cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3",
+    )
+    table = (tmp_path / "tables" / "smoke_gsm8k_conditions.csv").read_text().splitlines()
+    assert [line.split(",")[3] for line in table[1:]] == ["base", "saie"]
+    assert (tmp_path / "figures" / "smoke_gsm8k_saie_training.png").stat().st_size > 1000
+    executed = (tmp_path / "out.ipynb").read_text()
+    assert "remark" in executed and "Traceback" not in executed
