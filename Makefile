@@ -15,7 +15,7 @@ endif
 TRAIN_TASK ?= commonsense_qa
 POLICIES ?= none supportive adversarial saie
 
-.PHONY: install demo train test clean
+.PHONY: install demo train test test-gpu clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ train: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The Unsloth tier, on a CUDA machine: installs the gpu extra into the same environment first.
+test-gpu: install
+	$(BIN)/python -m pip install --quiet -e ".[gpu]"
+	$(BIN)/python -m pytest -m gpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -145,3 +145,21 @@ def test_killed_run_resumes_and_matches_uninterrupted(train_cfg, tmp_path, monke
     assert [r["output"] for r in read_jsonl(run_file(out, "samples"))] == \
         [r["output"] for r in read_jsonl(run_file(reference, "samples"))]
     assert [r["loss"] for r in log] == [r["loss"] for r in read_jsonl(run_file(reference, "train_log"))]
+
+
+def test_training_with_an_api_partner_on_a_local_server(train_cfg, monkeypatch):
+    """The OpenAI-compatible partner inside the real training loop, against a local fake server."""
+    from fake_openai_server import FakeOpenAIServer, status
+
+    monkeypatch.setenv("SAIE_TEST_PARTNER_KEY", "sk-test-not-a-real-key-000000000000")
+    with FakeOpenAIServer() as server:
+        server.script(status(503))  # one transient failure: retried, not fatal
+        cfg = dataclasses.replace(train_cfg, partner="api:fake-partner", partner_base_url=server.base_url,
+                                  partner_api_key_env="SAIE_TEST_PARTNER_KEY", remark_policy="adversarial")
+        out = trainer.train(cfg, progress=False)
+        transcripts = read_jsonl(run_file(out, "transcripts"))
+        assert server.request_count == len(transcripts) + 1  # one remark per discussed turn, plus the retried 503
+    assert all(r["remark"].startswith("re: You are discussing") for r in transcripts)
+    metrics = read_json(run_file(out, "metrics"))
+    assert metrics["partner"]["model_id"] == f"api:fake-partner@{server.base_url}"
+    assert "sk-test" not in run_file(out, "config").read_text() + run_file(out, "env").read_text()

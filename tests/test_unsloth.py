@@ -1,0 +1,44 @@
+"""The Unsloth learner path. Importing Unsloth patches transformers/TRL for the whole process, so this tier
+runs on its own: `make test-gpu` (pytest -m gpu). Skipped unless Unsloth is installed and CUDA is present
+(or SAIE_TEST_UNSLOTH_CPU=1 allows Unsloth's CPU fallback)."""
+
+import dataclasses
+import importlib.util
+import os
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+
+def _unsloth_usable() -> bool:
+    import torch
+
+    return importlib.util.find_spec("unsloth") is not None and (
+        torch.cuda.is_available() or os.environ.get("SAIE_TEST_UNSLOTH_CPU") == "1")
+
+
+@pytest.fixture(autouse=True)
+def needs_unsloth():
+    if not _unsloth_usable():
+        pytest.skip("needs Unsloth (pip install -e '.[gpu]') and CUDA, or SAIE_TEST_UNSLOTH_CPU=1")
+
+
+def test_auto_backend_picks_unsloth_on_cuda():
+    from saie_lib.learner import choose_backend
+
+    assert choose_backend("auto", "cuda") == "unsloth"
+    assert choose_backend("auto", "cpu") == "peft"
+
+
+def test_unsloth_training_run_end_to_end(data_dir, tmp_path):
+    from saie_lib import trainer
+    from saie_lib.artifacts import read_json, run_file
+    from saie_lib.config import TrainConfig, load_config
+
+    cfg = load_config("tiny-train", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir), backend="unsloth",
+                      device="auto", dtype="auto", results_root=str(tmp_path), remark_cache=str(tmp_path / "r.sqlite"))
+    cfg = dataclasses.replace(cfg, model=os.environ.get("SAIE_TEST_UNSLOTH_MODEL", cfg.model))
+    metrics = read_json(run_file(trainer.train(cfg, progress=False), "metrics"))
+    assert metrics["backend"] == "unsloth" and metrics["steps"] == 7
+    assert (run_file(tmp_path / "runs" / "saie" / metrics["run_id"], "adapter") / "adapter_config.json").exists()
