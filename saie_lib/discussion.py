@@ -74,6 +74,7 @@ def transcript_rows(examples: Sequence[Example], responses: Sequence[str], stanc
             "correct": parsed is not None and parsed == example.answer, "stance": stance,
             "remark": reply.text if reply else None, "cache_hit": reply.cached if reply else None,
             "partner_tokens": (reply.prompt_tokens + reply.completion_tokens) if reply else 0,
+            "partner_cost_usd": reply.cost_usd if reply else None,
         })
     return rows
 

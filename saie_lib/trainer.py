@@ -207,7 +207,8 @@ def partner_summary(s: Session) -> dict[str, Any]:
     with_remark = [r for r in rows if r["remark"] is not None]
     return {"model_id": s.partner.model_id, "remarks": len(with_remark),
             "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
-            "tokens": sum(r["partner_tokens"] for r in with_remark)}
+            "tokens": sum(r["partner_tokens"] for r in with_remark),
+            "cost_usd": sum(r.get("partner_cost_usd") or 0.0 for r in with_remark)}
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:

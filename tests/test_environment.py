@@ -17,7 +17,7 @@ def _pins(requirements):
 def test_environment_yml_repeats_pyproject_pins():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = _pins(project["dependencies"])
-    for extra in ("api", "dev"):
+    for extra in ("api", "dev", "notebook"):
         wanted.update(_pins(project["optional-dependencies"][extra]))
     conda = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))

@@ -163,3 +163,13 @@ def test_training_with_an_api_partner_on_a_local_server(train_cfg, monkeypatch):
     metrics = read_json(run_file(out, "metrics"))
     assert metrics["partner"]["model_id"] == f"api:fake-partner@{server.base_url}"
     assert "sk-test" not in run_file(out, "config").read_text() + run_file(out, "env").read_text()
+
+
+def test_merged_16bit_model_loads_on_its_own(learner, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    learner.save_merged(tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert merged.dtype == torch.bfloat16
+    assert not any("lora_" in name for name, _ in merged.named_parameters())
+    assert any("lora_" in name for name, _ in learner.model.named_parameters())  # the learner keeps its adapters

@@ -1,5 +1,5 @@
 """The Unsloth learner path. Importing Unsloth patches transformers/TRL for the whole process, so this tier
-runs on its own: `make test-gpu` (pytest -m gpu). Skipped unless Unsloth is installed and CUDA is present
+runs in its own environment: `make test-unsloth` (pytest -m gpu in .venv-unsloth). Skipped unless Unsloth is installed and CUDA is present
 (or SAIE_TEST_UNSLOTH_CPU=1 allows Unsloth's CPU fallback)."""
 
 import dataclasses
