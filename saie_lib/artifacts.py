@@ -171,3 +171,24 @@ def prepare_run_dir(run_dir: Path, identity: dict[str, Any], config: dict[str, A
 
 def is_finished(run_dir: str | Path) -> bool:
     return run_file(run_dir, "metrics").exists()
+
+
+def record_session(run_dir: str | Path, env: dict[str, Any], resolved: dict[str, Any]) -> Path:
+    """Write this session's env record (env.json first, env-<n>.json for each resumed session) and pin what
+    the first session resolved (weights source, partner): a later session that resolves otherwise would mix
+    two different models into one run, so it is refused."""
+    config_path = run_file(run_dir, "config")
+    config = read_json(config_path)
+    first = config.get("resolved")
+    if first is None:
+        write_json(config_path, {**config, "resolved": resolved})
+    elif first != resolved:
+        raise ValueError(f"{run_dir} was started with {first} but this session resolves {resolved}; "
+                         "remove the run dir or pin config field 'model_source'")
+    path = run_file(run_dir, "env")
+    count = 1
+    while path.exists():
+        count += 1
+        path = path.with_name(f"env-{count}.json")
+    write_json(path, env)
+    return path

@@ -73,8 +73,9 @@ def run_baseline(cfg: EvalConfig, model: LazyModel | None = None, *, progress: b
     set_seed(cfg.seed)
     examples = load_examples(cfg)
     net, tokenizer, model_info = (model or LazyModel(cfg)).get()
-    artifacts.write_json(run_file(out, "env"), artifacts.env_record(
-        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=model_info, data_source=data_source(cfg)))
+    artifacts.record_session(out, artifacts.env_record(
+        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=model_info, data_source=data_source(cfg)),
+        resolved={"model_source": model_info["source"]})
     started = time.perf_counter()
     metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                              sample_log=run_file(out, "samples_partial"), progress=progress)

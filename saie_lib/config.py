@@ -87,7 +87,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    max_seq_len: int = 768  # prompt is cut from the left beyond this; the target is kept
+    max_seq_len: int = 1024  # beyond it the discussion's middle is cut (logged); the target keeps up to half
     learner_max_new_tokens: int = 192
     partner_max_new_tokens: int = 96
     partner_temperature: float = 0.0
@@ -115,13 +115,28 @@ class TrainConfig:
             _check_min(self, name, 1)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"config field 'warmup_fraction' = {self.warmup_fraction}; expected 0 <= x < 1")
-        if not self.learning_rate > 0:
-            raise ValueError(f"config field 'learning_rate' = {self.learning_rate}; expected > 0")
+        for name in ("learning_rate", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"config field {name!r} = {getattr(self, name)}; expected > 0")
+        for name in ("weight_decay", "partner_temperature"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config field {name!r} = {getattr(self, name)}; expected >= 0")
+        _check_partner(self.partner)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"config field 'lora_dropout' = {self.lora_dropout}; expected 0 <= x < 1")
 
     def identity(self) -> dict[str, Any]:
         return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
+
+
+def _check_partner(partner: str) -> None:
+    from .models import MODEL_ALIASES
+
+    ok = (partner == "self" or (partner.startswith("api:") and len(partner) > 4) or partner in MODEL_ALIASES
+          or "/" in partner or Path(partner).expanduser().is_dir())
+    if not ok:
+        raise ValueError(f"config field 'partner' = {partner!r}; expected 'self', 'api:<model>', a model alias "
+                         f"({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
 
 
 def _check_choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> None:

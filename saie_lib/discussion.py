@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .artifacts import stable_hash
-from .generation import Decoding
 from .parsing import extract_answer
 from .partners import Partner, Sampling
 from .prompts import STANCES, build_messages, partner_messages, revision_turns
@@ -45,10 +44,6 @@ class DiscussionState:
     def __post_init__(self) -> None:
         if not self.conversations:
             self.conversations = [build_messages(e) for e in self.examples]
-
-
-def learner_turn(learner: Any, state: DiscussionState, decoding: Decoding, batch_size: int) -> list[str]:
-    return learner.generate(state.conversations, decoding, batch_size=batch_size)
 
 
 def partner_turn(partner: Partner, examples: Sequence[Example], responses: Sequence[str],

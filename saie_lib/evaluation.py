@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from .artifacts import append_jsonl, read_jsonl
+from .artifacts import append_jsonl, read_jsonl, write_jsonl
 from .generation import Decoding, generate, render_chat
 from .parsing import extract_answer
 from .prompts import build_messages
@@ -64,6 +64,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
     """Answer every example once (greedy) and score it. With `sample_log`, rows are appended as they
     finish and a restarted evaluation skips the examples already there."""
     done = {r["id"]: r for r in read_jsonl(sample_log, allow_torn_tail=True)} if sample_log else {}
+    if sample_log and done:
+        write_jsonl(sample_log, done.values())  # drop a torn last line before appending after it
     todo = [e for e in examples if e.id not in done]
     prompts = render_chat(tokenizer, [build_messages(e) for e in todo])
     decoding = Decoding(max_new_tokens=max_new_tokens)

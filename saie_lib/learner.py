@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .generation import Decoding, generate, render_chat
-from .models import load_model, pick_device, resolve_model
+from .models import load_model, pick_device, pick_dtype, resolve_model
 
 from .config import BACKENDS
 
@@ -119,10 +119,11 @@ class UnslothLearner(Learner):
         except ImportError as error:
             raise ImportError('backend "unsloth" needs Unsloth: pip install -e ".[gpu]" on a CUDA machine') from error
 
-        path = resolve_model(name, source).path
+        resolved = resolve_model(name, source)
+        device = pick_device(device)
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(adapter or path), max_seq_length=max_seq_length, load_in_4bit=load_in_4bit,
-            dtype=None, trust_remote_code=trust_remote_code,
+            model_name=str(adapter or resolved.path), max_seq_length=max_seq_length, load_in_4bit=load_in_4bit,
+            dtype=None if dtype == "auto" else pick_dtype(dtype, device), trust_remote_code=trust_remote_code,
         )
         if not adapter:
             model = FastLanguageModel.get_peft_model(
@@ -132,8 +133,9 @@ class UnslothLearner(Learner):
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        info = {"name": name, "source": "unsloth", "path": str(path), "device": "cuda",
-                "load_in_4bit": load_in_4bit, "backend": cls.backend}
+        info = {"name": name, "source": resolved.source, "path": resolved.path, "device": device,
+                "dtype": str(model.dtype).removeprefix("torch."), "load_in_4bit": load_in_4bit,
+                "backend": cls.backend}
         return cls(model, tokenizer, info)
 
     def for_inference(self) -> None:
@@ -148,10 +150,11 @@ class UnslothLearner(Learner):
 
 
 def load_learner(name: str, lora: LoraSettings, *, backend: str = "auto", device: str = "auto",
-                 load_in_4bit: bool = False, **kwargs: Any) -> Learner:
+                 load_in_4bit: bool = False, max_seq_length: int = 2048, **kwargs: Any) -> Learner:
     chosen = choose_backend(backend, pick_device(device))
     if chosen == "unsloth":
-        return UnslothLearner.create(name, lora, device=device, load_in_4bit=load_in_4bit, **kwargs)
+        return UnslothLearner.create(name, lora, device=device, load_in_4bit=load_in_4bit,
+                                     max_seq_length=max_seq_length, **kwargs)
     if load_in_4bit:
         raise ValueError("config field 'load_in_4bit' needs the unsloth backend (a CUDA machine)")
     return Learner.create(name, lora, device=device, **kwargs)

@@ -52,7 +52,7 @@ class ModelUnavailableError(RuntimeError):
 class ResolvedModel:
     name: str  # what the user asked for
     path: str  # a local directory or a Hub id that from_pretrained accepts
-    source: str  # "local", "hub", "gguf:<package>", "tiny-random"
+    source: str  # "local", "hub", "gguf:<package>", "tiny-random-v<N>"
 
 
 def _hub_offline() -> bool:
@@ -70,7 +70,7 @@ def resolve_model(name: str, source: str = "auto") -> ResolvedModel:
                              f"not an alias ({', '.join(sorted(MODEL_ALIASES))})")
         return ResolvedModel(name, _hub_snapshot(name, required=True), "hub")
     if spec.tiny_from:
-        return ResolvedModel(name, str(build_tiny_model(name, spec.tiny_from)), "tiny-random")
+        return ResolvedModel(name, str(build_tiny_model(name, spec.tiny_from)), f"tiny-random-v{TINY_VERSION}")
     if source in ("auto", "hub") and spec.hub_id:
         path = _hub_snapshot(spec.hub_id, required=source == "hub")
         if path:

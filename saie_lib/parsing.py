@@ -51,6 +51,9 @@ _LETTER_RULES = (  # flexible mode tries them in order; strict mode uses the fir
     ("paren_letter", _PAREN_LETTER_RE),
     ("letter_line", _LETTER_LINE_RE),
 )
+# Rules that also match a copied-out choice list ("(A) bank (B) park ..."): they count only when every
+# match names the same letter.
+_UNANIMOUS_RULES = ("paren_letter", "letter_line")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,11 @@ def _match_choice_text(text: str, labels: Sequence[str], choices: Sequence[str])
 def _extract_letter(text: str, flexible: bool, labels: Sequence[str], choices: Sequence[str]) -> Parsed:
     rules = _LETTER_RULES if flexible else _LETTER_RULES[:1]
     for method, regex in rules:
+        if method in _UNANIMOUS_RULES:
+            letters = {m["letter"] for m in regex.finditer(text) if m["letter"] in labels}
+            if len(letters) == 1:
+                return Parsed(letters.pop(), method)
+            continue
         match = _last_match(regex, text, labels)
         if match:
             return Parsed(match["letter"], method)

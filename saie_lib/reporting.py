@@ -89,15 +89,3 @@ def transcript_preview(run_dir: str | Path, *, example_index: int = 0) -> list[d
 
 def training_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return read_jsonl(run_file(run_dir, "train_log"))
-
-
-def finished_runs(study: str, task: str | None = None, results_root: str | os.PathLike | None = None) -> list[Path]:
-    """Every finished run dir of a study (optionally one task), base model first, then by condition."""
-    from .paths import run_dir
-
-    folder = run_dir(study, "", results_root)
-    runs = [p for p in sorted(folder.glob("*/")) if run_file(p, "metrics").exists()]
-    rows = {p: read_json(run_file(p, "metrics")) for p in runs}
-    chosen = [p for p in runs if task is None or rows[p]["task"] == task]
-    order = {"base": 0, "none": 1, "supportive": 2, "adversarial": 3, "saie": 4}
-    return sorted(chosen, key=lambda p: (rows[p]["task"], order.get(rows[p].get("remark_policy", "base"), 9)))

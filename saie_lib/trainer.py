@@ -6,6 +6,7 @@ seed -> data -> learner + partner -> warm-up -> discussion -> save adapter -> ev
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,8 +15,9 @@ from typing import Any
 
 from . import artifacts
 from .artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
+from .baseline import baseline_run_dir, data_source
 from .checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
-from .config import TrainConfig, to_dict
+from .config import POLICIES, TrainConfig, to_dict
 from .discussion import DiscussionState, advance, draw_stances, partner_turn, transcript_rows
 from .generation import Decoding
 from .partners import Sampling
@@ -26,9 +28,12 @@ from .training import (batched, discussion_targets, optimizer_step, plain_featur
                        supervised_features)
 
 
+def run_identity(cfg: TrainConfig) -> dict[str, Any]:
+    return {**cfg.identity(), "prompt_version": PROMPT_VERSION}
+
+
 def training_run_dir(cfg: TrainConfig) -> Path:
-    identity = {**cfg.identity(), "prompt_version": PROMPT_VERSION}
-    name = (f"{cfg.task}-{cfg.remark_policy}-{artifacts.slug(cfg.model)}-{artifacts.stable_hash(identity)}")
+    name = f"{cfg.task}-{cfg.remark_policy}-{artifacts.slug(cfg.model)}-{artifacts.stable_hash(run_identity(cfg))}"
     return make_run_dir(cfg.study, name, cfg.results_root)
 
 
@@ -52,6 +57,7 @@ def load_examples(cfg: TrainConfig, split: str, limit: int | None):
     return load_task(cfg.task, split, data_dir=cfg.data_dir, limit=limit, seed=cfg.seed)
 
 
+
 def open_session(cfg: TrainConfig, out: Path) -> Session:
     import torch
 
@@ -65,7 +71,8 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
     schedule += [("discussion", b) for b in batched(discussion, cfg.batch_size)]
     lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     learner = load_learner(cfg.model, lora, backend=cfg.backend, device=cfg.device, load_in_4bit=cfg.load_in_4bit,
-                           source=cfg.model_source, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+                           max_seq_length=cfg.max_seq_len, source=cfg.model_source, dtype=cfg.dtype,
+                           trust_remote_code=cfg.trust_remote_code)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
                             api_key_env=cfg.partner_api_key_env, device=cfg.device)
     cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or cache_dir() / "remarks.sqlite"))
@@ -205,10 +212,12 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
 def partner_summary(s: Session) -> dict[str, Any]:
     rows = read_jsonl(run_file(s.out, "transcripts"))
     with_remark = [r for r in rows if r["remark"] is not None]
+    costs = [r.get("partner_cost_usd") for r in with_remark]
     return {"model_id": s.partner.model_id, "remarks": len(with_remark),
             "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
             "tokens": sum(r["partner_tokens"] for r in with_remark),
-            "cost_usd": sum(r.get("partner_cost_usd") or 0.0 for r in with_remark)}
+            # None unless every remark has a price (local partners have none)
+            "cost_usd": sum(costs) if costs and None not in costs else None}
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
@@ -218,12 +227,14 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
         return out
     from .generation import set_seed
 
-    artifacts.prepare_run_dir(out, {**cfg.identity(), "prompt_version": PROMPT_VERSION}, to_dict(cfg))
+    artifacts.prepare_run_dir(out, run_identity(cfg), to_dict(cfg))
     set_seed(cfg.seed)
     started = time.perf_counter()
     s = open_session(cfg, out)
-    artifacts.write_json(run_file(out, "env"), artifacts.env_record(
-        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=s.learner.info, partner=s.partner.model_id))
+    artifacts.record_session(out, artifacts.env_record(
+        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=s.learner.info, partner=s.partner.model_id,
+        data_source=data_source(cfg)), resolved={"model_source": s.learner.info["source"],
+                                                 "partner": s.partner.model_id})
     run_schedule(s, resume(s), progress=progress)
     finish(s, started, progress=progress)
     return out
@@ -237,3 +248,11 @@ def base_eval_config(cfg: TrainConfig):
                       limit=cfg.eval_limit, seed=cfg.seed, data_dir=cfg.data_dir, results_root=cfg.results_root,
                       batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, dtype=cfg.dtype,
                       device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+
+
+def condition_runs(cfg: TrainConfig) -> list[Path]:
+    """The finished runs that differ from `cfg` in the remark policy only, after the untrained model's run on
+    the same evaluation examples: the comparison this config belongs to, and nothing else."""
+    candidates = [baseline_run_dir(base_eval_config(cfg))]
+    candidates += [training_run_dir(dataclasses.replace(cfg, remark_policy=p)) for p in POLICIES]
+    return [path for path in candidates if artifacts.is_finished(path)]

@@ -32,15 +32,32 @@ def batched(items: Sequence[Any], size: int) -> list[list[Any]]:
 
 def supervised_features(tokenizer: Any, conversation: list[dict], target: str, max_seq_len: int) -> dict:
     """input_ids for conversation + assistant target; labels are -100 everywhere except the target's tokens
-    (and the chat template's end-of-turn marker after it). Too long: the prompt is cut from the left."""
+    (and the chat template's end-of-turn marker after it). Too long: the target keeps up to half the budget,
+    and the prompt loses tokens from the middle of the discussion: its opening (system and question) and its
+    latest turns stay. Flags say when either was cut."""
     prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(conversation + [{"role": "assistant", "content": target}],
                                          tokenize=False)
     answer = full[len(prompt):] if full.startswith(prompt) else target + (tokenizer.eos_token or "")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(answer.rstrip("\n"), add_special_tokens=False)["input_ids"][: max_seq_len // 2]
-    prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(answer_ids) - max_seq_len):]
-    return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+    answer_ids = tokenizer(answer.rstrip("\n"), add_special_tokens=False)["input_ids"]
+    target_truncated = len(answer_ids) > max_seq_len // 2
+    answer_ids = answer_ids[: max_seq_len // 2]
+    budget = max_seq_len - len(answer_ids)
+    prompt_truncated = len(prompt_ids) > budget
+    if prompt_truncated:
+        head = min(_opening_length(tokenizer, conversation, prompt), budget // 2)
+        prompt_ids = prompt_ids[:head] + prompt_ids[len(prompt_ids) - (budget - head):]
+    return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+            "prompt_truncated": prompt_truncated, "target_truncated": target_truncated}
+
+
+def _opening_length(tokenizer: Any, conversation: list[dict], prompt: str) -> int:
+    """Tokens of the rendered first turn (system header and question), when it is a prefix of the prompt."""
+    opening = tokenizer.apply_chat_template(conversation[:1], tokenize=False)
+    if not prompt.startswith(opening):
+        return 0
+    return len(tokenizer(opening, add_special_tokens=False)["input_ids"])
 
 
 def collate(features: Sequence[dict], pad_id: int):
@@ -63,15 +80,17 @@ def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_g
 
     batch = {k: v.to(learner.device) for k, v in collate(features, learner.tokenizer.pad_token_id).items()}
     n_target = int((batch["labels"] != IGNORE_INDEX).sum())
+    cut = {"prompts_truncated": sum(f.get("prompt_truncated", False) for f in features),
+           "targets_truncated": sum(f.get("target_truncated", False) for f in features)}
     if n_target == 0:
-        return {"loss": None, "target_tokens": 0}
+        return {"loss": None, "target_tokens": 0, **cut}
     learner.for_training()
     loss = learner.model(**batch).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": float(loss.detach()), "target_tokens": n_target}
+    return {"loss": float(loss.detach()), "target_tokens": n_target, **cut}
 
 
 def plain_features(tokenizer: Any, examples: Sequence[Example], max_seq_len: int) -> list[dict]:

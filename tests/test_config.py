@@ -54,3 +54,22 @@ def test_subjects_list_becomes_tuple_and_round_trips():
 
 def test_recipe_overrides_drop_none():
     assert recipe_overrides(model=None, batch_size=2) == {"batch_size": 2}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("remark_policy", "hostile"), ("rounds", 0), ("warmup_fraction", 1.0), ("learning_rate", 0.0),
+    ("max_grad_norm", -1.0), ("partner_temperature", -0.5), ("weight_decay", -0.1), ("partner", "gpt-4o"),
+    ("update_target", "silver"), ("backend", "jax"),
+])
+def test_train_config_rejects_impossible_values_naming_the_field(field, value):
+    from saie_lib.config import TrainConfig
+
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        from_dict(TrainConfig, {field: value})
+
+
+def test_train_config_accepts_every_partner_kind():
+    from saie_lib.config import TrainConfig
+
+    for partner in ("self", "api:gpt-4o-mini", "smollm2-360m-instruct", "Qwen/Qwen2.5-0.5B-Instruct"):
+        assert from_dict(TrainConfig, {"partner": partner}).partner == partner

@@ -1,5 +1,6 @@
 import pytest
 
+from saie_lib.artifacts import read_jsonl
 from saie_lib.evaluation import compute_metrics, evaluate, score_sample, wilson_interval
 from saie_lib.tasks import Example
 
@@ -40,6 +41,8 @@ def test_evaluate_resumes_from_sample_log(tiny, tmp_path, monkeypatch):
     metrics, rows = evaluate(model, tokenizer, examples[:3], batch_size=2, max_new_tokens=6, sample_log=log,
                              progress=False)
     assert metrics["n"] == 3 and len(log.read_text().splitlines()) == 3
+    with log.open("a") as handle:
+        handle.write('{"id": "g3", "outp')  # killed mid-write
     seen = []
     original = type(model).generate
 
@@ -52,3 +55,4 @@ def test_evaluate_resumes_from_sample_log(tiny, tmp_path, monkeypatch):
                              progress=False)
     assert sum(seen) == 2  # only the two new examples were generated
     assert [r["id"] for r in rows] == [e.id for e in examples] and metrics["n"] == 5
+    assert len(read_jsonl(log)) == 5  # the torn line is gone, not buried mid-file

@@ -37,13 +37,17 @@ def test_labels_cover_exactly_the_target(tiny):
     assert "partner says no" in masked and "first try" in masked and "The answer is 2." not in masked
 
 
-def test_long_prompt_is_cut_from_the_left_and_target_kept(tiny):
+def test_long_discussion_is_cut_in_the_middle_and_target_kept(tiny):
     _, tokenizer, _ = tiny
-    long = Example(id="x", task="gsm8k", question="word " * 400, answer="1")
-    features = supervised_features(tokenizer, build_messages(long), "The answer is 1.", 64)
-    assert len(features["input_ids"]) == 64
-    assert tokenizer.decode([t for t, l in zip(features["input_ids"], features["labels"]) if l != -100]) \
-        == "The answer is 1.<|im_end|>"
+    conversation = build_messages(EXAMPLES[2]) + [{"role": "assistant", "content": "blah " * 300},
+                                                  {"role": "user", "content": "Reconsider, please."}]
+    features = supervised_features(tokenizer, conversation, "The answer is 4.", 200)
+    assert len(features["input_ids"]) == 200 and features["prompt_truncated"] and not features["target_truncated"]
+    kept = tokenizer.decode(features["input_ids"])
+    assert kept.startswith("<|im_start|>system") and "What is 2 + 2?" in kept  # the question survives
+    assert "Reconsider, please." in kept and kept.endswith("The answer is 4.<|im_end|>")
+    short = supervised_features(tokenizer, build_messages(EXAMPLES[2]), "The answer is 4.", 512)
+    assert not short["prompt_truncated"] and not short["target_truncated"]
 
 
 def test_adapters_change_and_base_weights_do_not(learner):

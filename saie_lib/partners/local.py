@@ -18,12 +18,18 @@ def _replies(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -> li
     return [Reply(text=t, prompt_tokens=count(p), completion_tokens=count(t)) for p, t in zip(prompts, texts)]
 
 
+def _weights_id(info: dict) -> str:
+    """What decides a local model's outputs: name, where the weights came from, dtype, quantisation."""
+    quantised = "/4bit" if info.get("load_in_4bit") else ""
+    return f"{info['name']}@{info['source']}/{info.get('dtype', '?')}{quantised}"
+
+
 class AdapterOffPartner:
     """The learner's base model with its LoRA adapters switched off: frozen, and no second copy in memory."""
 
     def __init__(self, learner: Any, *, batch_size: int = 8):
         self.learner, self.batch_size = learner, batch_size
-        self.model_id = f"self-base:{learner.info['name']}@{learner.info['source']}"
+        self.model_id = f"self-base:{_weights_id(learner.info)}"
 
     def chat(self, conversations: Sequence[Messages], sampling: Sampling) -> list[Reply]:
         tokenizer = self.learner.tokenizer
@@ -46,7 +52,7 @@ class LocalModelPartner:
                                                       trust_remote_code=trust_remote_code)
         self.model.requires_grad_(False)
         self.batch_size = batch_size
-        self.model_id = f"hf:{name}@{info['source']}"
+        self.model_id = f"hf:{_weights_id(info)}"
 
     def chat(self, conversations: Sequence[Messages], sampling: Sampling) -> list[Reply]:
         prompts = render_chat(self.tokenizer, conversations)
