@@ -68,9 +68,10 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], decoding:
     encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
     encoded = {k: v.to(model.device) for k, v in encoded.items()}
     sampling = {"temperature": decoding.temperature, "top_p": decoding.top_p} if decoding.do_sample else {}
-    if decoding.do_sample:
-        torch.manual_seed(decoding.seed)
-    with torch.inference_mode():
+    cuda = [model.device.index or 0] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.inference_mode():  # sampling never moves the global RNG
+        if decoding.do_sample:
+            torch.manual_seed(decoding.seed)
         generated = model.generate(
             **encoded, max_new_tokens=decoding.max_new_tokens, do_sample=decoding.do_sample,
             use_cache=True, eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id,

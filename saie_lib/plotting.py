@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .paths import figures_dir
+from .tasks import get_task
 
 
 def _pyplot():
@@ -46,6 +47,11 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], name: str, *, title: str = "Ac
                    label=model if t_index == 0 else None)
             ax.text(x, row["ci95_high"] + 0.02, f"n={row['n']}\ninv {row['invalid_rate']:.0%}",
                     ha="center", va="bottom", fontsize=7)
+    for t_index, task in enumerate(tasks):
+        labels = get_task(task).labels
+        if labels:  # chance level of a multiple-choice task
+            ax.hlines(1 / len(labels), t_index - 0.45, t_index + 0.45, colors="grey", linestyles=":",
+                      label="chance" if t_index == len(tasks) - 1 else None)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("accuracy (flexible parse)")

@@ -30,6 +30,17 @@ def test_sampling_is_seeded(tiny):
     assert first == again
 
 
+def test_sampling_leaves_the_global_rng_alone(tiny):
+    import torch
+
+    model, tokenizer, _ = tiny
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    generate(model, tokenizer, _prompts(tokenizer)[:1], Decoding(max_new_tokens=4, do_sample=True, seed=9), progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_cut_at_stop_takes_earliest():
     assert cut_at_stop("abc STOP def END", ["END", "STOP"]) == "abc "
     assert cut_at_stop("no stops", ["X"]) == "no stops"
