@@ -129,6 +129,53 @@ class TrainConfig:
         return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
 
 
+INFERENCE_SETTINGS = ("individual", "self_discussion", "multi_agent", "self_consistency")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Discussion at inference time for one model (optionally with a trained adapter) on one task."""
+
+    study: str = "inference"
+    task: str = "commonsense_qa"
+    model: str = "smollm2-135m-instruct"
+    model_source: str = "auto"
+    adapter: str | None = None  # a peft adapter dir (e.g. a training run's adapter/), None: the base model
+    label: str | None = None  # name shown in tables; None: derived from model and adapter
+    settings: tuple[str, ...] = INFERENCE_SETTINGS
+    agents: int = 3  # multi-agent discussion: copies of the model, sampled independently
+    rounds: int = 2  # discussion rounds after the first answer (self-discussion and multi-agent)
+    temperature: float = 0.7  # sampling for multi-agent and self-consistency (individual and self: greedy)
+    limit: int | None = 20
+    seed: int = 0
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    data_dir: str | None = None
+    results_root: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "task", tuple(TASKS))
+        _check_choice(self, "dtype", DTYPES)
+        _check_choice(self, "device", DEVICES)
+        _check_choice(self, "model_source", MODEL_SOURCES)
+        unknown = [s for s in self.settings if s not in INFERENCE_SETTINGS]
+        if unknown or not self.settings:
+            raise ValueError(f"config field 'settings' = {list(self.settings)}; expected a non-empty list from "
+                             f"{', '.join(INFERENCE_SETTINGS)}")
+        for name in ("agents", "rounds", "limit", "batch_size", "max_new_tokens"):
+            _check_min(self, name, 1)
+        if self.agents < 2:
+            raise ValueError(f"config field 'agents' = {self.agents}; a discussion needs at least 2")
+        if not self.temperature > 0:
+            raise ValueError(f"config field 'temperature' = {self.temperature}; expected > 0 (agents must differ)")
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
+
+
 def _check_partner(partner: str) -> None:
     from .models import MODEL_ALIASES
 

@@ -83,3 +83,40 @@ def plot_training(logs: dict[str, Sequence[dict[str, Any]]], name: str, *,
         acc_ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, name, results_root)
+
+
+def plot_inference(metrics: dict[str, Any], name: str, *, results_root: str | os.PathLike | None = None) -> Path:
+    """Left: voted accuracy by round per setting with 95% CIs (individual at round 0; self-consistency, which
+    spends the discussion's budget, drawn at the last round). Right: answer flips per round."""
+    from .reporting import ordered_settings
+
+    plt = _pyplot()
+    settings = dict(ordered_settings(metrics))
+    last = max(max(r["round"] for r in s["by_round"]) for s in settings.values())
+    fig, (acc_ax, flip_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for index, (setting, result) in enumerate(settings.items()):
+        points = result["by_round"]
+        x = [last] if setting == "self_consistency" else [p["round"] for p in points]
+        y = [p["accuracy"] for p in points]
+        err = [[p["accuracy"] - p["ci95"][0] for p in points], [p["ci95"][1] - p["accuracy"] for p in points]]
+        acc_ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=f"C{index}", label=setting)
+    acc_ax.set(xlabel="round", ylabel="accuracy (vote over valid answers)", ylim=(-0.05, 1.05),
+               title=f"{metrics['label']} on {metrics['task']} (n={metrics['n']})")
+    acc_ax.set_xticks(range(last + 1))
+    acc_ax.legend(fontsize=8)
+    _flip_bars(flip_ax, settings)
+    fig.tight_layout()
+    return _save(fig, name, results_root)
+
+
+def _flip_bars(ax: Any, settings: dict[str, Any]) -> None:
+    bars = [(s, f) for s, result in settings.items() for f in result["flips"]]
+    labels = [f"{s}\nr{f['round']}" for s, f in bars]
+    fixed = [f["wrong_to_right"] for _, f in bars]
+    broke = [f["right_to_wrong"] for _, f in bars]
+    x = range(len(bars))
+    ax.bar([i - 0.2 for i in x], fixed, 0.4, color="C2", label="wrong → right")
+    ax.bar([i + 0.2 for i in x], broke, 0.4, color="C3", label="right → wrong")
+    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set(ylabel="answers", title="Flips per round (each agent)")
+    ax.legend(fontsize=8)

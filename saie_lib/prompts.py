@@ -79,3 +79,26 @@ def revision_turns(learner_response: str, remark: str) -> list[dict[str, str]]:
         {"role": "assistant", "content": learner_response.strip()},
         {"role": "user", "content": REVISION_REQUEST.format(remark=remark.strip())},
     ]
+
+
+SELF_REVIEW_REQUEST = (
+    "Review your previous response critically: check every step for mistakes. Then give your final response: "
+    'reason step by step, then finish with a line of the form "The answer is ...".'
+)
+OTHER_AGENTS_REQUEST = (
+    "These are the latest responses from other agents to the same question:\n\n{others}\n\nUse their reasoning "
+    "as additional advice: examine your response and theirs step by step, then give your updated response, "
+    'finishing with a line of the form "The answer is ...".'
+)
+
+
+def self_review_turns(response: str) -> list[dict[str, str]]:
+    """Self-discussion: the model's own response, then the request to critique and revise it."""
+    return [{"role": "assistant", "content": response.strip()}, {"role": "user", "content": SELF_REVIEW_REQUEST}]
+
+
+def other_agents_turns(response: str, others: list[str]) -> list[dict[str, str]]:
+    """Multi-agent discussion (Du et al. 2023): the agent's response, then the other agents' latest ones."""
+    listed = "\n\n".join(f"Agent {i + 1}: {text.strip()}" for i, text in enumerate(others))
+    return [{"role": "assistant", "content": response.strip()},
+            {"role": "user", "content": OTHER_AGENTS_REQUEST.format(others=listed)}]

@@ -39,7 +39,7 @@ def summary_rows(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    return f"{value:.3f}" if isinstance(value, float) else "" if value is None else str(value)
 
 
 def _cell(value: Any, width: int = 240) -> str:
@@ -67,13 +67,13 @@ def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] = SUMMARY
     return "\n".join(lines) + "\n"
 
 
-def write_table(rows: Sequence[dict[str, Any]], name: str,
-                results_root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+def write_table(rows: Sequence[dict[str, Any]], name: str, results_root: str | os.PathLike | None = None,
+                columns: Sequence[str] = SUMMARY_COLUMNS) -> tuple[Path, Path]:
     """results/tables/<name>.csv and .md."""
     folder = tables_dir(results_root)
     csv_path, md_path = folder / f"{name}.csv", folder / f"{name}.md"
-    atomic_write_text(csv_path, to_csv(rows))
-    atomic_write_text(md_path, to_markdown(rows))
+    atomic_write_text(csv_path, to_csv(rows, columns))
+    atomic_write_text(md_path, to_markdown(rows, columns))
     return csv_path, md_path
 
 
@@ -89,3 +89,31 @@ def transcript_preview(run_dir: str | Path, *, example_index: int = 0) -> list[d
 
 def training_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return read_jsonl(run_file(run_dir, "train_log"))
+
+
+INFERENCE_COLUMNS = ("task", "label", "setting", "n", "generations_per_example", "accuracy", "ci95_low",
+                     "ci95_high", "invalid_rate", "rouge1", "rouge2", "rougeL", "run")
+
+
+def inference_rows(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One row per (run, setting): the final-round voted accuracy, its CI, budget and ROUGE."""
+    rows = []
+    for run_dir in run_dirs:
+        metrics = read_json(run_file(run_dir, "metrics"))
+        for setting, result in ordered_settings(metrics):
+            final, rouge = result["final"], result["rouge"]
+            rows.append({
+                "task": metrics["task"], "label": metrics["label"], "setting": setting, "n": final["n"],
+                "generations_per_example": result["generations_per_example"], "accuracy": final["accuracy"],
+                "ci95_low": final["ci95"][0], "ci95_high": final["ci95"][1], "invalid_rate": final["invalid_rate"],
+                "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"], "rougeL": rouge["rougeL"],
+                "run": _display_path(Path(run_dir)),
+            })
+    return rows
+
+
+def ordered_settings(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """An inference run's settings in the canonical order (metrics.json stores them sorted by name)."""
+    from .config import INFERENCE_SETTINGS
+
+    return [(s, metrics["settings"][s]) for s in INFERENCE_SETTINGS if s in metrics["settings"]]

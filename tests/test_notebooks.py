@@ -48,3 +48,20 @@ def test_training_notebook_runs_on_tiny_model(data_dir, tmp_path):
     assert (tmp_path / "figures" / "smoke_gsm8k_saie_training.png").stat().st_size > 1000
     executed = (tmp_path / "out.ipynb").read_text()
     assert "remark" in executed and "Traceback" not in executed
+
+
+@pytest.mark.notebooks
+def test_inference_notebook_runs_on_tiny_model(data_dir, tmp_path):
+    import papermill
+
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "05_multiagent_inference.ipynb"), str(tmp_path / "out.ipynb"),
+        parameters={"model": "tiny-random-smollm2", "task": "mmlu", "limit": 2, "agents": 2, "rounds": 1,
+                    "max_new_tokens": 6, "device": "cpu", "data_dir": str(data_dir), "results_root": str(tmp_path),
+                    "study": "smoke"},
+        cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3",
+    )
+    table = (tmp_path / "tables" / "smoke_mmlu_settings.csv").read_text().splitlines()
+    assert [line.split(",")[2] for line in table[1:]] == ["individual", "self_discussion", "multi_agent",
+                                                         "self_consistency"]
+    assert len(list((tmp_path / "figures").glob("smoke_mmlu_*.png"))) == 1

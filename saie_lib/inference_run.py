@@ -1,0 +1,104 @@
+"""Stage: the four inference settings for one model (base or adapter) on the same examples, into a run dir.
+
+seed -> data -> model -> individual / self-discussion / multi-agent / self-consistency -> analyses. Each
+finished setting is saved on its own, so an interrupted run redoes only the settings it had not finished.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from .artifacts import read_jsonl, run_file, write_jsonl
+from .config import InferenceConfig, to_dict
+from .discussion_analysis import accuracy_by_round, flips_by_round, reasoning_only, rouge_scores
+from .generation import Decoding
+from .inference import Agent, individual, multi_agent, self_consistency, self_discussion
+from .paths import run_dir as make_run_dir
+from .prompts import PROMPT_VERSION
+
+
+def inference_run_dir(cfg: InferenceConfig) -> Path:
+    identity = {**cfg.identity(), "prompt_version": PROMPT_VERSION}
+    name = f"{cfg.task}-{artifacts.slug(label_of(cfg))}-{artifacts.stable_hash(identity)}"
+    return make_run_dir(cfg.study, name, cfg.results_root)
+
+
+def label_of(cfg: InferenceConfig) -> str:
+    if cfg.label:
+        return cfg.label
+    return cfg.model if not cfg.adapter else f"{cfg.model}+{Path(cfg.adapter).parent.name or 'adapter'}"
+
+
+def load_discussant(cfg: InferenceConfig):
+    """The model for every agent: the base model, with the trained LoRA adapter on top when given."""
+    from .models import load_model
+
+    model, tokenizer, info = load_model(cfg.model, source=cfg.model_source, dtype=cfg.dtype, device=cfg.device,
+                                        trust_remote_code=cfg.trust_remote_code)
+    if cfg.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg.adapter).eval()
+    return model, tokenizer, {**info, "adapter": cfg.adapter}
+
+
+def run_setting(setting: str, cfg: InferenceConfig, model: Any, tokenizer: Any, examples: list) -> list[dict]:
+    greedy = Decoding(max_new_tokens=cfg.max_new_tokens)
+    sampled = Decoding(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature)
+    common = {"seed": cfg.seed, "batch_size": cfg.batch_size}
+    if setting == "individual":
+        return individual(Agent("greedy", model, tokenizer, greedy), examples, **common)
+    if setting == "self_discussion":
+        return self_discussion(Agent("greedy", model, tokenizer, greedy), examples, rounds=cfg.rounds, **common)
+    agents = [Agent(f"agent{i}", model, tokenizer, sampled) for i in range(cfg.agents)]
+    if setting == "multi_agent":
+        return multi_agent(agents, examples, rounds=cfg.rounds, **common)
+    return self_consistency(agents[0], examples, samples=cfg.agents * (cfg.rounds + 1), **common)
+
+
+def setting_metrics(rows: list[dict], examples: list, seed: int) -> dict[str, Any]:
+    """Voted accuracy per round, flips, generations spent per example, ROUGE of the last round's reasoning."""
+    by_round = accuracy_by_round(rows, seed=seed)
+    last = max(r["round"] for r in rows)
+    final_rows = [r for r in rows if r["round"] == last]
+    references = {e.id: e.rationale for e in examples}
+    return {
+        "by_round": by_round, "final": by_round[-1], "flips": flips_by_round(rows),
+        "generations_per_example": len(rows) / len(examples),
+        "rouge": rouge_scores([reasoning_only(r["output"]) for r in final_rows],
+                              [references[r["id"]] for r in final_rows]),
+    }
+
+
+def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
+    """All configured settings on the same examples; finished settings are kept, a finished run is reused."""
+    out = inference_run_dir(cfg)
+    if artifacts.is_finished(out):
+        return out
+    from tqdm.auto import tqdm
+
+    from .data import load_task
+    from .generation import set_seed
+    from .tasks import get_task
+
+    artifacts.prepare_run_dir(out, {**cfg.identity(), "prompt_version": PROMPT_VERSION}, to_dict(cfg))
+    set_seed(cfg.seed)
+    examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
+                         seed=cfg.seed)
+    model, tokenizer, info = load_discussant(cfg)
+    artifacts.record_session(out, artifacts.env_record(seed=cfg.seed, prompt_version=PROMPT_VERSION, model=info),
+                             resolved={"model_source": info["source"]})
+    metrics: dict[str, Any] = {}
+    for setting in tqdm(cfg.settings, desc="settings", disable=not progress):
+        path = out / f"samples.{setting}.jsonl"
+        if not path.exists():
+            write_jsonl(path, run_setting(setting, cfg, model, tokenizer, examples))
+        metrics[setting] = setting_metrics(read_jsonl(path), examples, cfg.seed)
+    artifacts.write_json(run_file(out, "metrics"), {
+        "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
+        "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": PROMPT_VERSION,
+        "model_source": info["source"], "settings": metrics,
+    })
+    return out
