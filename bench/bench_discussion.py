@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
+    env = artifacts.env_record()  # before the work: the commit that ran it
     cfg = TrainConfig(model=args.model, task=args.task, rounds=1, remark_policy="adversarial",
                       learner_max_new_tokens=args.new_tokens, partner_max_new_tokens=args.new_tokens,
                       eval_batch_size=args.batch, batch_size=args.batch)
@@ -140,7 +141,7 @@ def main() -> None:
         "batching": measure_batching(learner, examples, args.new_tokens),
         "replay": measure_replay(learner, examples, cfg),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
-        "env": artifacts.env_record(),
+        "env": env,
     }
     folder = results_dir() / "bench"
     artifacts.write_json(folder / f"{artifacts.slug(args.model)}.json", record)
