@@ -11,7 +11,6 @@ peak memory of a CPU SmolLM2 run <= 4 GB; a replayed run makes 0 partner calls.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import resource
 import tempfile
 import time
@@ -20,13 +19,13 @@ from pathlib import Path
 from saie_lib import artifacts, trainer
 from saie_lib.config import TrainConfig
 from saie_lib.data import load_task
-from saie_lib.discussion import DiscussionState
+from saie_lib.discussion import DiscussionState, advance, draw_stances, partner_turn
 from saie_lib.generation import Decoding, generate, render_chat
 from saie_lib.learner import LoraSettings, Learner
 from saie_lib.partners import Sampling
 from saie_lib.partners.local import AdapterOffPartner
 from saie_lib.paths import results_dir
-from saie_lib.prompts import build_messages, partner_messages
+from saie_lib.prompts import build_messages, format_target, partner_messages
 from saie_lib.remark_cache import CachedPartner, RemarkCache
 from saie_lib.training import optimizer_step, supervised_features
 
@@ -42,29 +41,35 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def measure_parts(learner, partner, examples, cfg, repeats):
+    """The pieces of one discussion step (rounds=1), each timed alone on exactly the inputs the step sees:
+    the learner's answer, the partner's remark, the learner's revision, the optimiser step."""
     decoding = Decoding(max_new_tokens=cfg.learner_max_new_tokens)
-    sampling = Sampling(max_new_tokens=cfg.partner_max_new_tokens)
-    conversations = [build_messages(e) for e in examples]
-    t_learner, responses = timed(lambda: learner.generate(conversations, decoding, batch_size=len(examples)), repeats)
-    asks = [partner_messages(e, r, "adversarial", sees_gold=False) for e, r in zip(examples, responses)]
-    t_partner, _ = timed(lambda: partner.chat(asks, sampling), repeats)
-    features = [supervised_features(learner.tokenizer, c, "The answer is A.", cfg.max_seq_len) for c in conversations]
-    t_step, _ = timed(lambda: optimizer_step(learner, optimizer_for(learner), features, 1.0), repeats)
-    return {"learner_generate_s": t_learner, "partner_generate_s": t_partner, "train_step_s": t_step}
+    state = DiscussionState(examples)
+    t_answer, responses = timed(lambda: learner.generate(state.conversations, decoding, batch_size=cfg.eval_batch_size),
+                                repeats)
+    stances = draw_stances(cfg.remark_policy, len(examples), seed=cfg.seed, batch_index=0, round_index=1)
+    sampling = Sampling(max_new_tokens=cfg.partner_max_new_tokens, seed=cfg.seed)
+    t_partner, remarks = timed(lambda: partner_turn(partner, examples, responses, stances, sampling,
+                                                    sees_gold=False), repeats)
+    advance(state, responses, remarks)
+    t_revision, _ = timed(lambda: learner.generate(state.conversations, decoding, batch_size=cfg.eval_batch_size),
+                          repeats)
+    features = [supervised_features(learner.tokenizer, c, format_target(e), cfg.max_seq_len)
+                for c, e in zip(state.conversations, examples)]
+    t_step, _ = timed(lambda: optimizer_step(learner, frozen_optimizer(learner), features, 1.0), repeats)
+    return {"learner_answer_s": t_answer, "partner_remark_s": t_partner, "learner_revision_s": t_revision,
+            "train_step_s": t_step}
 
 
-def optimizer_for(learner):
+def frozen_optimizer(learner):
     import torch
 
     return torch.optim.SGD(learner.trainable_parameters(), lr=0.0)  # lr 0: timing only, weights unchanged
 
 
 def measure_step(learner, partner, examples, cfg, repeats):
-    """One discussion batch with rounds=1: learner answer, partner remark, learner revision, one step."""
-    import torch
-
-    session = trainer.Session(cfg, Path("."), learner, partner, torch.optim.SGD(learner.trainable_parameters(), lr=0.0),
-                              schedule=[])
+    """One whole discussion batch with rounds=1, as the trainer runs it."""
+    session = trainer.Session(cfg, Path("."), learner, partner, frozen_optimizer(learner), schedule=[])
     t_step, _ = timed(lambda: trainer.discussion_batch(session, examples, 0), repeats)
     return t_step
 
@@ -99,8 +104,7 @@ def plot(record: dict, path: Path) -> None:
 
     parts, batching = record["parts"], record["batching"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    stack, bottom = [("learner ×2", 2 * parts["learner_generate_s"]), ("partner", parts["partner_generate_s"]),
-                     ("train step", parts["train_step_s"])], 0.0
+    stack, bottom = [(name.removesuffix("_s").replace("_", " "), value) for name, value in parts.items()], 0.0
     for index, (label, value) in enumerate(stack):
         left.bar("sum of parts", value, bottom=bottom, color=f"C{index}", label=label)
         bottom += value
@@ -133,8 +137,8 @@ def main() -> None:
     learner = Learner.create(args.model, LoraSettings(), device=cfg.device)
     partner = AdapterOffPartner(learner, batch_size=args.batch)
     parts = measure_parts(learner, partner, examples, cfg, args.repeats)
-    step = measure_step(learner, partner, examples, dataclasses.replace(cfg), args.repeats)
-    sum_of_parts = 2 * parts["learner_generate_s"] + parts["partner_generate_s"] + parts["train_step_s"]
+    step = measure_step(learner, partner, examples, cfg, args.repeats)
+    sum_of_parts = sum(parts.values())
     record = {
         "model": args.model, "device": str(learner.device), "batch": args.batch, "new_tokens": args.new_tokens,
         "parts": parts, "step_s": step, "sum_of_parts_s": sum_of_parts, "step_over_parts": step / sum_of_parts,

@@ -81,6 +81,12 @@ class Learner:
         with self.model.disable_adapter():
             yield
 
+    def target_loss(self, features: Sequence[dict]):
+        """Cross-entropy on the target tokens only, with logits for the target positions only."""
+        from .training import target_loss
+
+        return target_loss(self.model, features, self.tokenizer.pad_token_id, self.device)
+
     def trainable_parameters(self) -> list:
         return [p for p in self.model.parameters() if p.requires_grad]
 
@@ -142,6 +148,14 @@ class UnslothLearner(Learner):
         from unsloth import FastLanguageModel
 
         FastLanguageModel.for_inference(self.model)
+
+    def target_loss(self, features: Sequence[dict]):
+        """Unsloth computes the loss itself (fused, memory-light) and returns no logits in training."""
+        from .training import collate
+
+        batch = {k: v.to(self.device) for k, v in collate(features, self.tokenizer.pad_token_id).items()}
+        batch.pop("position_ids")
+        return self.model(**batch).loss
 
     def for_training(self) -> None:
         from unsloth import FastLanguageModel

@@ -60,32 +60,57 @@ def _opening_length(tokenizer: Any, conversation: list[dict], prompt: str) -> in
     return len(tokenizer(opening, add_special_tokens=False)["input_ids"])
 
 
-def collate(features: Sequence[dict], pad_id: int):
-    """Right-padded tensors; padding is masked out of attention and loss."""
+def collate(features: Sequence[dict], pad_id: int, *, side: str = "right"):
+    """Padded tensors; padding is masked out of attention and loss. Left padding puts every target at the
+    end of its row, so only the last positions need logits (see `target_loss`)."""
     import torch
 
     width = max(len(f["input_ids"]) for f in features)
+
     def pad(values, fill):
-        return [v + [fill] * (width - len(v)) for v in values]
+        return [([fill] * (width - len(v)) + v) if side == "left" else (v + [fill] * (width - len(v)))
+                for v in values]
+
+    mask = torch.tensor(pad([[1] * len(f["input_ids"]) for f in features], 0))
     return {
         "input_ids": torch.tensor(pad([f["input_ids"] for f in features], pad_id)),
-        "attention_mask": torch.tensor(pad([[1] * len(f["input_ids"]) for f in features], 0)),
+        "attention_mask": mask,
+        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
         "labels": torch.tensor(pad([f["labels"] for f in features], IGNORE_INDEX)),
     }
 
 
-def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_grad_norm: float) -> dict:
-    """One step of cross-entropy on the target tokens; returns loss and token count."""
+def target_loss(model: Any, features: Sequence[dict], pad_id: int, device: Any):
+    """Mean cross-entropy over the target tokens, computing logits only for the last positions of a
+    left-padded batch (the vocabulary-sized logits of every prompt token are never materialised)."""
     import torch
 
-    batch = {k: v.to(learner.device) for k, v in collate(features, learner.tokenizer.pad_token_id).items()}
-    n_target = int((batch["labels"] != IGNORE_INDEX).sum())
+    batch = {k: v.to(device) for k, v in collate(features, pad_id, side="left").items()}
+    labels = batch.pop("labels")
+    keep = max(_target_span(f["labels"]) for f in features) + 1
+    logits = model(**batch, logits_to_keep=keep).logits[:, :-1].float()
+    shifted = labels[:, labels.shape[1] - keep + 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), shifted.reshape(-1),
+                                             ignore_index=IGNORE_INDEX)
+
+
+def _target_span(labels: Sequence[int]) -> int:
+    """Positions from the first target token to the end of the row (0 when there is no target)."""
+    first = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+    return len(labels) - first
+
+
+def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_grad_norm: float) -> dict:
+    """One step of cross-entropy on the target tokens; returns loss, token count and truncation counts."""
+    import torch
+
+    n_target = sum(sum(label != IGNORE_INDEX for label in f["labels"]) for f in features)
     cut = {"prompts_truncated": sum(f.get("prompt_truncated", False) for f in features),
            "targets_truncated": sum(f.get("target_truncated", False) for f in features)}
     if n_target == 0:
         return {"loss": None, "target_tokens": 0, **cut}
     learner.for_training()
-    loss = learner.model(**batch).loss
+    loss = learner.target_loss(features)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
     optimizer.step()

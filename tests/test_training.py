@@ -177,3 +177,18 @@ def test_merged_16bit_model_loads_on_its_own(learner, tmp_path):
     assert merged.dtype == torch.bfloat16
     assert not any("lora_" in name for name, _ in merged.named_parameters())
     assert any("lora_" in name for name, _ in learner.model.named_parameters())  # the learner keeps its adapters
+
+
+def test_last_positions_loss_equals_the_full_model_loss(learner):
+    """Logits only for the targets of a left-padded batch give the same loss as the standard full pass."""
+    from saie_lib.training import collate
+
+    features = plain_features(learner.tokenizer, EXAMPLES[:3], 256)
+    features[0] = supervised_features(learner.tokenizer, build_messages(EXAMPLES[0]) + [
+        {"role": "assistant", "content": "a much longer earlier turn " * 5}, {"role": "user", "content": "again"}],
+        "0 + 0 = 0\nThe answer is 0.", 256)
+    learner.model.eval()
+    full = collate(features, learner.tokenizer.pad_token_id)
+    full.pop("position_ids")
+    expected = learner.model(**full).loss
+    assert torch.allclose(learner.target_loss(features), expected, atol=1e-5)
