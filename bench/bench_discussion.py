@@ -1,5 +1,5 @@
 """Benchmark: one SAIE discussion step against its parts, batched vs one-by-one generation, peak memory,
-and partner calls on a replay. Writes results/bench/<model>.json and results/bench/<model>.png.
+and partner calls on a replay. Writes results/bench/<model>-batch<N>.json and .png.
 
     .venv/bin/python bench/bench_discussion.py --model tiny-random-smollm2
     .venv/bin/python bench/bench_discussion.py --model smollm2-135m-instruct
@@ -147,9 +147,9 @@ def main() -> None:
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
         "env": env,
     }
-    folder = results_dir() / "bench"
-    artifacts.write_json(folder / f"{artifacts.slug(args.model)}.json", record)
-    plot(record, folder / f"{artifacts.slug(args.model)}.png")
+    folder, name = results_dir() / "bench", f"{artifacts.slug(args.model)}-batch{args.batch}"
+    artifacts.write_json(folder / f"{name}.json", record)
+    plot(record, folder / f"{name}.png")
     print({k: v for k, v in record.items() if k != "env"})
 
 

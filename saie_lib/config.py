@@ -129,7 +129,7 @@ class TrainConfig:
         return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
 
 
-INFERENCE_SETTINGS = ("individual", "self_discussion", "multi_agent", "self_consistency")
+INFERENCE_SETTINGS = ("individual", "self_discussion", "multi_agent", "self_consistency", "partner_discussion")
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,7 @@ class InferenceConfig:
     agents: int = 3  # multi-agent discussion: copies of the model, sampled independently
     rounds: int = 2  # discussion rounds after the first answer (self-discussion and multi-agent)
     temperature: float = 0.7  # sampling for multi-agent and self-consistency (individual and self: greedy)
+    partner_max_new_tokens: int = 96  # partner_discussion: length of a remark
     limit: int | None = 20
     seed: int = 0
     batch_size: int = 8
@@ -165,7 +166,7 @@ class InferenceConfig:
         if unknown or not self.settings:
             raise ValueError(f"config field 'settings' = {list(self.settings)}; expected a non-empty list from "
                              f"{', '.join(INFERENCE_SETTINGS)}")
-        for name in ("agents", "rounds", "limit", "batch_size", "max_new_tokens"):
+        for name in ("agents", "rounds", "limit", "batch_size", "max_new_tokens", "partner_max_new_tokens"):
             _check_min(self, name, 1)
         if self.agents < 2:
             raise ValueError(f"config field 'agents' = {self.agents}; a discussion needs at least 2")

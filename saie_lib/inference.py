@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .artifacts import stable_hash
+from .discussion import DiscussionState, advance, draw_stances, partner_turn
 from .generation import Decoding, generate, render_chat
+from .partners import Partner, Sampling
 from .parsing import extract_answer
 from .prompts import build_messages, other_agents_turns, self_review_turns
 from .tasks import Example
@@ -40,7 +42,7 @@ def answer_rows(setting: str, examples: Sequence[Example], outputs: Sequence[str
         parsed = extract_answer(example.task, output, choices=example.choices).value
         rows.append({"setting": setting, "id": example.id, "agent": agent, "round": round_index,
                      "output": output, "parsed": parsed, "gold": example.answer,
-                     "correct": parsed is not None and parsed == example.answer})
+                     "correct": parsed is not None and parsed == example.answer, "stance": None})
     return rows
 
 
@@ -112,3 +114,24 @@ def self_consistency(agent: Agent, examples: Sequence[Example], *, samples: int,
                                   round_index=0, batch_size=batch_size)
     return [row for s, texts in enumerate(outputs)
             for row in answer_rows("self_consistency", examples, texts, agent=s, round_index=0)]
+
+
+def partner_discussion(agent: Agent, partner: Partner, examples: Sequence[Example], *, rounds: int, seed: int,
+                       partner_sampling: Sampling, batch_size: int = 8) -> list[dict]:
+    """The learner + partner pair at inference time: the model answers, a frozen partner remarks with a stance
+    drawn half supportive, half adversarial (seeded), the model revises; `rounds` times. Round r's rows carry
+    the stance and remark the model read, which is what robustness (sycophancy) is measured on."""
+    state = DiscussionState(examples)
+    outputs = generate_for_agents([agent], [state.conversations], seed=seed, round_index=0, batch_size=batch_size)[0]
+    rows = answer_rows("partner_discussion", examples, outputs, agent=0, round_index=0)
+    for round_index in range(1, rounds + 1):
+        stances = draw_stances("saie", len(examples), seed=seed, batch_index=0, round_index=round_index)
+        remarks = partner_turn(partner, examples, outputs, stances, partner_sampling, sees_gold=False)
+        advance(state, outputs, remarks)
+        outputs = generate_for_agents([agent], [state.conversations], seed=seed, round_index=round_index,
+                                      batch_size=batch_size)[0]
+        revised = answer_rows("partner_discussion", examples, outputs, agent=0, round_index=round_index)
+        for row, stance, remark in zip(revised, stances, remarks):
+            row.update(stance=stance, remark=remark.text)
+        rows += revised
+    return rows

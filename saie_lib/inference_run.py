@@ -12,9 +12,10 @@ from typing import Any
 from . import artifacts
 from .artifacts import read_jsonl, run_file, write_jsonl
 from .config import InferenceConfig, to_dict
-from .discussion_analysis import accuracy_by_round, flips_by_round, reasoning_only, rouge_scores
+from .discussion_analysis import accuracy_by_round, flips_by_round, reasoning_only, robustness, rouge_scores
 from .generation import Decoding
-from .inference import Agent, individual, multi_agent, self_consistency, self_discussion
+from .inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
+from .partners import Sampling
 from .paths import run_dir as make_run_dir
 from .prompts import PROMPT_VERSION
 
@@ -52,10 +53,25 @@ def run_setting(setting: str, cfg: InferenceConfig, model: Any, tokenizer: Any, 
         return individual(Agent("greedy", model, tokenizer, greedy), examples, **common)
     if setting == "self_discussion":
         return self_discussion(Agent("greedy", model, tokenizer, greedy), examples, rounds=cfg.rounds, **common)
+    if setting == "partner_discussion":
+        return partner_discussion(Agent("greedy", model, tokenizer, greedy), frozen_partner(model, tokenizer, cfg),
+                                  examples, rounds=cfg.rounds, partner_sampling=Sampling(
+                                      max_new_tokens=cfg.partner_max_new_tokens, seed=cfg.seed), **common)
     agents = [Agent(f"agent{i}", model, tokenizer, sampled) for i in range(cfg.agents)]
     if setting == "multi_agent":
         return multi_agent(agents, examples, rounds=cfg.rounds, **common)
     return self_consistency(agents[0], examples, samples=cfg.agents * (cfg.rounds + 1), **common)
+
+
+def frozen_partner(model: Any, tokenizer: Any, cfg: InferenceConfig):
+    """The partner of partner_discussion: the base model (adapters off, when the model has them)."""
+    from .learner import Learner
+    from .partners.local import AdapterOffPartner, LocalModelPartner
+
+    info = {"name": cfg.model, "source": cfg.model_source, "dtype": str(model.dtype).removeprefix("torch.")}
+    if cfg.adapter:
+        return AdapterOffPartner(Learner(model, tokenizer, info), batch_size=cfg.batch_size)
+    return LocalModelPartner.from_loaded(model, tokenizer, info, batch_size=cfg.batch_size)
 
 
 def setting_metrics(rows: list[dict], examples: list, seed: int) -> dict[str, Any]:
@@ -64,8 +80,10 @@ def setting_metrics(rows: list[dict], examples: list, seed: int) -> dict[str, An
     last = max(r["round"] for r in rows)
     final_rows = [r for r in rows if r["round"] == last]
     references = {e.id: e.rationale for e in examples}
+    stance_rows = [r for r in rows if r.get("stance")]
     return {
         "by_round": by_round, "final": by_round[-1], "flips": flips_by_round(rows),
+        **({"robustness": robustness(rows)} if stance_rows else {}),
         "generations_per_example": len(rows) / len(examples),
         "rouge": rouge_scores([reasoning_only(r["output"]) for r in final_rows],
                               [references[r["id"]] for r in final_rows]),

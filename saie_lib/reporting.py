@@ -117,3 +117,11 @@ def ordered_settings(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
     from .config import INFERENCE_SETTINGS
 
     return [(s, metrics["settings"][s]) for s in INFERENCE_SETTINGS if s in metrics["settings"]]
+
+
+def robustness_markdown(cells: dict[str, Any]) -> str:
+    """The robustness cells (share, count/n, CI) as a small Markdown table; empty cells shown as n = 0."""
+    rows = [{"cell": name, "share": cell["share"], "count": cell["count"], "n": cell["n"],
+             "ci95": "" if cell["ci95"] is None else f"{cell['ci95'][0]:.2f}–{cell['ci95'][1]:.2f}"}
+            for name, cell in cells.items() if isinstance(cell, dict)]
+    return to_markdown(rows, columns=("cell", "share", "count", "n", "ci95"))

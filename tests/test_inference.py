@@ -86,7 +86,10 @@ def test_inference_stage_on_tiny_model_and_resume(data_dir, tmp_path, monkeypatc
                                       "data_dir": str(data_dir), "results_root": str(tmp_path)})
     out = inference_run.run_inference(cfg, progress=False)
     metrics = read_json(run_file(out, "metrics"))
-    assert set(metrics["settings"]) == {"individual", "self_discussion", "multi_agent", "self_consistency"}
+    assert set(metrics["settings"]) == {"individual", "self_discussion", "multi_agent", "self_consistency",
+                                        "partner_discussion"}
+    pair = metrics["settings"]["partner_discussion"]
+    assert pair["generations_per_example"] == 2 and "robustness" in pair
     sc, ma = metrics["settings"]["self_consistency"], metrics["settings"]["multi_agent"]
     assert sc["generations_per_example"] == ma["generations_per_example"] == 4
     assert [r["round"] for r in ma["by_round"]] == [0, 1] and ma["final"]["n"] == 3
@@ -100,3 +103,22 @@ def test_inference_stage_on_tiny_model_and_resume(data_dir, tmp_path, monkeypatc
     assert done == ["self_consistency"]  # finished settings were not redone
     assert (out / "samples.multi_agent.jsonl").read_text() == kept
     assert len(read_jsonl(out / "samples.self_consistency.jsonl")) == 3 * 4
+
+
+def test_partner_discussion_rows_carry_the_remark_read(tiny, scripted):
+    from saie_lib.partners import Reply, Sampling
+
+    class Contrarian:
+        model_id = "test:contrarian"
+
+        def chat(self, conversations, sampling):
+            return [Reply(text="I disagree.", prompt_tokens=1, completion_tokens=2) for _ in conversations]
+
+    agent = _agents(tiny, 1)[0]
+    examples = EXAMPLES * 2  # six examples: the saie draw gives three of each stance
+    rows = inference.partner_discussion(agent, Contrarian(), examples, rounds=1, seed=0,
+                                        partner_sampling=Sampling(max_new_tokens=4))
+    revised = [r for r in rows if r["round"] == 1]
+    assert sorted(r["stance"] for r in revised) == ["adversarial"] * 3 + ["supportive"] * 3
+    assert all(r["remark"] == "I disagree." for r in revised)
+    assert all("I disagree." in p for p in scripted[1])  # the revision prompt holds the remark

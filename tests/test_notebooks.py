@@ -63,5 +63,5 @@ def test_inference_notebook_runs_on_tiny_model(data_dir, tmp_path):
     )
     table = (tmp_path / "tables" / "smoke_mmlu_settings.csv").read_text().splitlines()
     assert [line.split(",")[2] for line in table[1:]] == ["individual", "self_discussion", "multi_agent",
-                                                         "self_consistency"]
+                                                         "self_consistency", "partner_discussion"]
     assert len(list((tmp_path / "figures").glob("smoke_mmlu_*.png"))) == 1

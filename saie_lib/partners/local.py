@@ -42,16 +42,24 @@ class AdapterOffPartner:
 
 
 class LocalModelPartner:
-    """Another local or Hub model, loaded once, gradients off."""
+    """Another local or Hub model, gradients off: loaded by name, or one already in memory (`from_loaded`)."""
 
     def __init__(self, name: str, *, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = False):
         from ..models import load_model
 
-        self.model, self.tokenizer, info = load_model(name, device=device, dtype=dtype,
-                                                      trust_remote_code=trust_remote_code)
+        model, tokenizer, info = load_model(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        self._attach(model, tokenizer, info, batch_size)
+
+    @classmethod
+    def from_loaded(cls, model: Any, tokenizer: Any, info: dict, *, batch_size: int = 8) -> "LocalModelPartner":
+        partner = cls.__new__(cls)
+        partner._attach(model, tokenizer, info, batch_size)
+        return partner
+
+    def _attach(self, model: Any, tokenizer: Any, info: dict, batch_size: int) -> None:
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.model.requires_grad_(False)
-        self.batch_size = batch_size
         self.model_id = f"hf:{_weights_id(info)}"
 
     def chat(self, conversations: Sequence[Messages], sampling: Sampling) -> list[Reply]:
