@@ -17,7 +17,7 @@ POLICIES ?= none supportive adversarial saie
 
 UNSLOTH_VENV ?= .venv-unsloth
 
-.PHONY: install demo train test test-unsloth clean
+.PHONY: install demo train inference test test-unsloth clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ train: install
 	  $(BIN)/papermill notebooks/02_train_saie.ipynb results/runs/saie/02_train_saie-$(TRAIN_TASK)-$$policy.ipynb \
 	    -p task $(TRAIN_TASK) -p remark_policy $$policy --cwd notebooks || exit 1; \
 	done
+
+# Inference-time discussion (notebook 05) for the base model and the SAIE adapter that `make train` writes.
+inference: install
+	mkdir -p results/runs/inference
+	$(BIN)/papermill notebooks/05_multiagent_inference.ipynb results/runs/inference/05_multiagent_inference.ipynb \
+	  -f configs/studies/inference_cpu_small.yaml --cwd notebooks
 
 test: install
 	$(BIN)/python -m pytest
