@@ -41,6 +41,11 @@ def load_discussant(cfg: InferenceConfig):
     if cfg.adapter:
         from peft import PeftModel
 
+        if not (Path(cfg.adapter) / "adapter_config.json").is_file():
+            raise ValueError(f"config field 'adapter' = {cfg.adapter!r}: no peft adapter there. Adapters are not "
+                             "committed; train one with notebook 02 / `make train` (remove a finished run dir "
+                             "to re-create its adapter)")
+
         model = PeftModel.from_pretrained(model, cfg.adapter).eval()
     return model, tokenizer, {**info, "adapter": cfg.adapter}
 
