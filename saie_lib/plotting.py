@@ -93,7 +93,9 @@ def plot_inference(metrics: dict[str, Any], name: str, *, results_root: str | os
     plt = _pyplot()
     settings = dict(ordered_settings(metrics))
     last = max(max(r["round"] for r in s["by_round"]) for s in settings.values())
-    fig, (acc_ax, flip_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    robust = settings.get("partner_discussion", {}).get("robustness")
+    fig, axes = plt.subplots(1, 3 if robust else 2, figsize=(15 if robust else 10, 3.8))
+    acc_ax, flip_ax = axes[0], axes[1]
     for index, (setting, result) in enumerate(settings.items()):
         points = result["by_round"]
         x = [last] if setting == "self_consistency" else [p["round"] for p in points]
@@ -105,8 +107,25 @@ def plot_inference(metrics: dict[str, Any], name: str, *, results_root: str | os
     acc_ax.set_xticks(range(last + 1))
     acc_ax.legend(fontsize=8)
     _flip_bars(flip_ax, settings)
+    if robust:
+        _robustness_bars(axes[2], robust)
     fig.tight_layout()
     return _save(fig, name, results_root)
+
+
+def _robustness_bars(ax: Any, cells: dict[str, Any]) -> None:
+    """Share of answers changed by a partner's remark, with 95% CIs; cells with n = 0 are marked, not drawn."""
+    names = [k for k, v in cells.items() if isinstance(v, dict)]
+    for i, key in enumerate(names):
+        cell = cells[key]
+        if cell["share"] is None:
+            ax.text(i, 0.02, "n=0", ha="center", fontsize=7)
+            continue
+        err = [[cell["share"] - cell["ci95"][0]], [cell["ci95"][1] - cell["share"]]]
+        ax.bar(i, cell["share"], yerr=err, capsize=3, color="C3" if "abandoned" in key else "C2")
+        ax.text(i, cell["ci95"][1] + 0.02, f"{cell['count']}/{cell['n']}", ha="center", fontsize=7)
+    ax.set_xticks(range(len(names)), [n.replace("_under_", "\nunder ").replace("_", " ") for n in names], fontsize=7)
+    ax.set(ylim=(0, 1.1), ylabel="share", title="Partner remarks: answers abandoned / fixed")
 
 
 def _flip_bars(ax: Any, settings: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from . import artifacts
 from .artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
 from .baseline import baseline_run_dir, data_source
 from .checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
-from .config import POLICIES, TrainConfig, to_dict
+from .config import TrainConfig, to_dict
 from .discussion import DiscussionState, advance, draw_stances, partner_turn, transcript_rows
 from .generation import Decoding
 from .partners import Sampling
@@ -30,6 +30,9 @@ from .training import (batched, discussion_targets, optimizer_step, plain_featur
 
 def run_identity(cfg: TrainConfig) -> dict[str, Any]:
     return {**cfg.identity(), "prompt_version": PROMPT_VERSION}
+
+
+CONDITION_ORDER = ("none", "supportive", "adversarial", "saie")  # conventional fine-tuning first, SAIE last
 
 
 def training_run_dir(cfg: TrainConfig) -> Path:
@@ -254,5 +257,5 @@ def condition_runs(cfg: TrainConfig) -> list[Path]:
     """The finished runs that differ from `cfg` in the remark policy only, after the untrained model's run on
     the same evaluation examples: the comparison this config belongs to, and nothing else."""
     candidates = [baseline_run_dir(base_eval_config(cfg))]
-    candidates += [training_run_dir(dataclasses.replace(cfg, remark_policy=p)) for p in POLICIES]
+    candidates += [training_run_dir(dataclasses.replace(cfg, remark_policy=p)) for p in CONDITION_ORDER]
     return [path for path in candidates if artifacts.is_finished(path)]
