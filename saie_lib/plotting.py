@@ -98,12 +98,13 @@ def plot_inference(metrics: dict[str, Any], name: str, *, results_root: str | os
     acc_ax, flip_ax = axes[0], axes[1]
     for index, (setting, result) in enumerate(settings.items()):
         points = result["by_round"]
-        x = [last] if setting == "self_consistency" else [p["round"] for p in points]
+        offset = (index - (len(settings) - 1) / 2) * 0.06  # settings often share values: spread them apart
+        x = [last + offset] if setting == "self_consistency" else [p["round"] + offset for p in points]
         y = [p["accuracy"] for p in points]
         err = [[p["accuracy"] - p["ci95"][0] for p in points], [p["ci95"][1] - p["accuracy"] for p in points]]
         acc_ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=f"C{index}", label=setting)
-    acc_ax.set(xlabel="round", ylabel="accuracy (vote over valid answers)", ylim=(-0.05, 1.05),
-               title=f"{metrics['label']} on {metrics['task']} (n={metrics['n']})")
+    acc_ax.set(xlabel="round", ylabel="accuracy (vote over valid answers)", ylim=(-0.05, 1.05))
+    acc_ax.set_title(f"{metrics['label']}\n{metrics['task']}, n={metrics['n']}", fontsize=8)
     acc_ax.set_xticks(range(last + 1))
     acc_ax.legend(fontsize=8)
     _flip_bars(flip_ax, settings)
@@ -130,12 +131,12 @@ def _robustness_bars(ax: Any, cells: dict[str, Any]) -> None:
 
 def _flip_bars(ax: Any, settings: dict[str, Any]) -> None:
     bars = [(s, f) for s, result in settings.items() for f in result["flips"]]
-    labels = [f"{s}\nr{f['round']}" for s, f in bars]
+    labels = [f"{s} r{f['round']}" for s, f in bars]
     fixed = [f["wrong_to_right"] for _, f in bars]
     broke = [f["right_to_wrong"] for _, f in bars]
     x = range(len(bars))
     ax.bar([i - 0.2 for i in x], fixed, 0.4, color="C2", label="wrong → right")
     ax.bar([i + 0.2 for i in x], broke, 0.4, color="C3", label="right → wrong")
-    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set_xticks(list(x), labels, fontsize=7, rotation=45, ha="right")
     ax.set(ylabel="answers", title="Flips per round (each agent)")
     ax.legend(fontsize=8)
