@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from . import artifacts
 from .artifacts import run_file
-from .config import EvalConfig, to_dict
+from .config import EvalConfig, RunConfig, to_dict
 from .paths import run_dir as make_run_dir
 from .prompts import PROMPT_VERSION
 from .tasks import get_task
@@ -37,7 +37,7 @@ def load_examples(cfg: EvalConfig):
                      **options)
 
 
-def data_source(cfg: EvalConfig) -> str:
+def data_source(cfg: RunConfig) -> str:
     """The data folder actually read, or 'huggingface-hub'."""
     from .data.io import resolve_data_dir
 

@@ -19,8 +19,22 @@ MODEL_SOURCES = ("auto", "hub", "gguf")
 LOCATION_FIELDS = ("data_dir", "results_root", "remark_cache")
 
 
+class RunConfig:
+    """What every run config shares: the model/task field checks and the run identity."""
+
+    def _check_model_fields(self) -> None:
+        _check_choice(self, "task", tuple(TASKS))
+        _check_choice(self, "dtype", DTYPES)
+        _check_choice(self, "device", DEVICES)
+        _check_choice(self, "model_source", MODEL_SOURCES)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what a run computes (locations excluded)."""
+        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
+
+
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(RunConfig):
     study: str = "baseline"  # results/runs/<study>/...
     task: str = "gsm8k"  # a name from saie_lib.tasks.TASKS
     split: str | None = None  # None: the task's evaluation split
@@ -38,19 +52,13 @@ class EvalConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice(self, "task", tuple(TASKS))
-        _check_choice(self, "dtype", DTYPES)
-        _check_choice(self, "device", DEVICES)
-        _check_choice(self, "model_source", MODEL_SOURCES)
+        self._check_model_fields()
         _check_min(self, "batch_size", 1)
         _check_min(self, "max_new_tokens", 1)
         _check_min(self, "limit", 1)
         if not self.model or not self.study:
             raise ValueError("config fields 'model' and 'study' must be non-empty strings")
 
-    def identity(self) -> dict[str, Any]:
-        """The fields that decide what a run computes (locations excluded)."""
-        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
 
 
 POLICIES = ("saie", "supportive", "adversarial", "none")
@@ -59,7 +67,7 @@ BACKENDS = ("auto", "peft", "unsloth")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunConfig):
     """SAIE training: warm-up SFT, then online learner <-> partner discussion rounds (see PAPER.md)."""
 
     study: str = "saie"
@@ -102,13 +110,10 @@ class TrainConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice(self, "task", tuple(TASKS))
+        self._check_model_fields()
         _check_choice(self, "remark_policy", POLICIES)
         _check_choice(self, "update_target", UPDATE_TARGETS)
         _check_choice(self, "backend", BACKENDS)
-        _check_choice(self, "dtype", DTYPES)
-        _check_choice(self, "device", DEVICES)
-        _check_choice(self, "model_source", MODEL_SOURCES)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
                      "limit", "eval_limit"):
@@ -125,15 +130,13 @@ class TrainConfig:
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"config field 'lora_dropout' = {self.lora_dropout}; expected 0 <= x < 1")
 
-    def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
 
 
 INFERENCE_SETTINGS = ("individual", "self_discussion", "multi_agent", "self_consistency", "partner_discussion")
 
 
 @dataclass(frozen=True)
-class InferenceConfig:
+class InferenceConfig(RunConfig):
     """Discussion at inference time for one model (optionally with a trained adapter) on one task."""
 
     study: str = "inference"
@@ -158,10 +161,7 @@ class InferenceConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice(self, "task", tuple(TASKS))
-        _check_choice(self, "dtype", DTYPES)
-        _check_choice(self, "device", DEVICES)
-        _check_choice(self, "model_source", MODEL_SOURCES)
+        self._check_model_fields()
         unknown = [s for s in self.settings if s not in INFERENCE_SETTINGS]
         if unknown or not self.settings:
             raise ValueError(f"config field 'settings' = {list(self.settings)}; expected a non-empty list from "
@@ -173,8 +173,6 @@ class InferenceConfig:
         if not self.temperature > 0:
             raise ValueError(f"config field 'temperature' = {self.temperature}; expected > 0 (agents must differ)")
 
-    def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
 
 
 def _check_partner(partner: str) -> None:

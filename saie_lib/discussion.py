@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .artifacts import stable_hash
-from .parsing import extract_answer
+from .parsing import grade
 from .partners import Partner, Sampling
 from .prompts import STANCES, build_messages, partner_messages, revision_turns
 from .tasks import Example
@@ -62,11 +62,11 @@ def transcript_rows(examples: Sequence[Example], responses: Sequence[str], stanc
                     remarks: Sequence[Any], *, step: int, batch_index: int, round_index: int) -> list[dict]:
     rows = []
     for example, response, stance, reply in zip(examples, responses, stances, remarks):
-        parsed = extract_answer(example.task, response, choices=example.choices).value
+        answer, correct = grade(example.task, response, example.answer, choices=example.choices)
         rows.append({
             "step": step, "batch": batch_index, "round": round_index, "id": example.id,
-            "learner": response, "parsed": parsed, "gold": example.answer,
-            "correct": parsed is not None and parsed == example.answer, "stance": stance,
+            "learner": response, "parsed": answer.value, "gold": example.answer,
+            "correct": correct, "stance": stance,
             "remark": reply.text if reply else None, "cache_hit": reply.cached if reply else None,
             "partner_tokens": (reply.prompt_tokens + reply.completion_tokens) if reply else 0,
             "partner_cost_usd": reply.cost_usd if reply else None,

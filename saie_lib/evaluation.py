@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from .artifacts import append_jsonl, read_jsonl, write_jsonl
 from .generation import Decoding, generate, render_chat
-from .parsing import extract_answer
+from .parsing import grade
 from .prompts import build_messages
 from .tasks import Example
 
@@ -33,15 +33,14 @@ def prompt_hash(prompt: str) -> str:
 
 def score_sample(example: Example, prompt: str, output: str) -> dict[str, Any]:
     """One per-sample row: raw output, both parses, gold, correctness. Invalid is never correct."""
-    strict = extract_answer(example.task, output, "strict", choices=example.choices)
-    flexible = extract_answer(example.task, output, "flexible", choices=example.choices)
+    strict, correct_strict = grade(example.task, output, example.answer, mode="strict", choices=example.choices)
+    flexible, correct = grade(example.task, output, example.answer, choices=example.choices)
     return {
         "id": example.id, "task": example.task, "subject": example.subject,
         "prompt_hash": prompt_hash(prompt), "output": output,
         "parsed_strict": strict.value, "parsed": flexible.value, "method": flexible.method,
         "gold": example.answer,
-        "correct_strict": strict.value is not None and strict.value == example.answer,
-        "correct": flexible.value is not None and flexible.value == example.answer,
+        "correct_strict": correct_strict, "correct": correct,
     }
 
 

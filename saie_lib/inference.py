@@ -15,7 +15,7 @@ from .artifacts import stable_hash
 from .discussion import DiscussionState, advance, draw_stances, partner_turn
 from .generation import Decoding, generate, render_chat
 from .partners import Partner, Sampling
-from .parsing import extract_answer
+from .parsing import grade
 from .prompts import build_messages, other_agents_turns, self_review_turns
 from .tasks import Example
 
@@ -39,10 +39,10 @@ def answer_rows(setting: str, examples: Sequence[Example], outputs: Sequence[str
                 round_index: int) -> list[dict[str, Any]]:
     rows = []
     for example, output in zip(examples, outputs):
-        parsed = extract_answer(example.task, output, choices=example.choices).value
+        answer, correct = grade(example.task, output, example.answer, choices=example.choices)
         rows.append({"setting": setting, "id": example.id, "agent": agent, "round": round_index,
-                     "output": output, "parsed": parsed, "gold": example.answer,
-                     "correct": parsed is not None and parsed == example.answer, "stance": None})
+                     "output": output, "parsed": answer.value, "gold": example.answer,
+                     "correct": correct, "stance": None})
     return rows
 
 

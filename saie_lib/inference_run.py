@@ -20,9 +20,12 @@ from .paths import run_dir as make_run_dir
 from .prompts import PROMPT_VERSION
 
 
+def run_identity(cfg: InferenceConfig) -> dict[str, Any]:
+    return {**cfg.identity(), "prompt_version": PROMPT_VERSION}
+
+
 def inference_run_dir(cfg: InferenceConfig) -> Path:
-    identity = {**cfg.identity(), "prompt_version": PROMPT_VERSION}
-    name = f"{cfg.task}-{artifacts.slug(label_of(cfg))}-{artifacts.stable_hash(identity)}"
+    name = f"{cfg.task}-{artifacts.slug(label_of(cfg))}-{artifacts.stable_hash(run_identity(cfg))}"
     return make_run_dir(cfg.study, name, cfg.results_root)
 
 
@@ -106,7 +109,7 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     from .generation import set_seed
     from .tasks import get_task
 
-    artifacts.prepare_run_dir(out, {**cfg.identity(), "prompt_version": PROMPT_VERSION}, to_dict(cfg))
+    artifacts.prepare_run_dir(out, run_identity(cfg), to_dict(cfg))
     set_seed(cfg.seed)
     examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
                          seed=cfg.seed)

@@ -142,6 +142,14 @@ def extract_answer(task: str, text: str, mode: str = "flexible", *, choices: Seq
     return _extract_letter(text, flexible, spec.labels, choices)
 
 
+def grade(task: str, text: str, gold: str, *, mode: str = "flexible",
+          choices: Sequence[str] = ()) -> tuple[Parsed, bool]:
+    """(parsed answer, correct) against a gold that is already normalised (as loaders give it); an unparseable
+    answer is never correct. The one place model output is scored."""
+    parsed = extract_answer(task, text, mode, choices=choices)
+    return parsed, parsed.value is not None and parsed.value == gold
+
+
 def _normalize_gold(task: str, gold: str) -> str:
     spec = get_task(task)
     value = normalize_number(gold) if spec.answer_type == "number" else gold.strip().upper()

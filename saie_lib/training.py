@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from .parsing import extract_answer
+from .parsing import grade
 from .prompts import build_messages, format_target
 from .tasks import Example
 
@@ -130,6 +130,6 @@ def discussion_targets(examples: Sequence[Example], revisions: Sequence[str] | N
         return [format_target(e) for e in examples]
     kept = []
     for example, revision in zip(examples, revisions or []):
-        parsed = extract_answer(example.task, revision, choices=example.choices).value
-        kept.append(revision if parsed is not None and parsed == example.answer else None)
+        _, correct = grade(example.task, revision, example.answer, choices=example.choices)
+        kept.append(revision if correct else None)
     return kept
