@@ -17,7 +17,9 @@ POLICIES ?= none supportive adversarial saie
 
 UNSLOTH_VENV ?= .venv-unsloth
 
-.PHONY: install demo train inference test test-unsloth clean
+PROFILE ?= cpu-small
+
+.PHONY: install demo reproduce train inference test test-unsloth clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +33,11 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	mkdir -p results/runs/baseline
 	$(BIN)/papermill notebooks/01_baseline_eval.ipynb results/runs/baseline/01_baseline_eval.ipynb -f $(STUDY) --cwd notebooks
+
+# The whole study under one profile (configs/profiles/<PROFILE>.yaml): every experiment notebook, then
+# notebooks/90_figures_tables -> results/tables, results/figures, results/README.md. Finished runs are skipped.
+reproduce: install
+	$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE)
 
 # SAIE training on CPU: notebook 02 once per remark policy (about 40 min in all on 2 cores).
 train: install

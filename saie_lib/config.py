@@ -160,6 +160,14 @@ class InferenceConfig(RunConfig):
     device: str = "auto"
     trust_remote_code: bool = False
 
+    def identity(self) -> dict[str, Any]:
+        """The adapter counts by the training run it came from, not by where that run sits on disk."""
+        identity = super().identity()
+        if self.adapter:
+            path = Path(self.adapter)
+            identity["adapter"] = f"{path.parent.name}/{path.name}"
+        return identity
+
     def __post_init__(self) -> None:
         self._check_model_fields()
         unknown = [s for s in self.settings if s not in INFERENCE_SETTINGS]

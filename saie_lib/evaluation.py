@@ -77,7 +77,15 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
         if sample_log:
             append_jsonl(sample_log, rows)
     ordered = [done[e.id] for e in examples]
-    return compute_metrics(ordered), ordered
+    return {**compute_metrics(ordered), "rouge": reasoning_rouge(examples, ordered)}, ordered
+
+
+def reasoning_rouge(examples: Sequence[Example], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """ROUGE of each output's reasoning (answer line removed) against the example's reference rationale;
+    examples without one (MMLU) are skipped and counted."""
+    from .discussion_analysis import reasoning_only, rouge_scores
+
+    return rouge_scores([reasoning_only(r["output"]) for r in rows], [e.rationale for e in examples])
 
 
 def _progress(chunks: range, enabled: bool, total: int, step: int):

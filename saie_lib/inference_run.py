@@ -6,6 +6,7 @@ finished setting is saved on its own, so an interrupted run redoes only the sett
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,7 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     model, tokenizer, info = load_discussant(cfg)
     artifacts.record_session(out, artifacts.env_record(seed=cfg.seed, prompt_version=PROMPT_VERSION, model=info),
                              resolved={"model_source": info["source"]})
+    started = time.perf_counter()
     metrics: dict[str, Any] = {}
     for setting in tqdm(cfg.settings, desc="settings", disable=not progress):
         path = out / f"samples.{setting}.jsonl"
@@ -126,5 +128,6 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
         "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
         "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": PROMPT_VERSION,
         "model_source": info["source"], "settings": metrics,
+        "seconds_this_session": round(time.perf_counter() - started, 1),
     })
     return out

@@ -140,3 +140,32 @@ def _flip_bars(ax: Any, settings: dict[str, Any]) -> None:
     ax.set_xticks(list(x), labels, fontsize=7, rotation=45, ha="right")
     ax.set(ylabel="answers", title="Flips per round (each agent)")
     ax.legend(fontsize=8)
+
+
+def plot_inference_conditions(rows: Sequence[dict[str, Any]], name: str, *, title: str,
+                              results_root: str | os.PathLike | None = None) -> Path:
+    """Final-round accuracy per trained model (condition), one bar per inference setting, 95% CI whiskers."""
+    plt = _pyplot()
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    width = 0.8 / max(len(settings), 1)
+    fig, ax = plt.subplots(figsize=(2 + 1.5 * len(conditions), 3.8))
+    for s_index, setting in enumerate(settings):
+        for c_index, condition in enumerate(conditions):
+            row = next((r for r in rows if r["condition"] == condition and r["setting"] == setting), None)
+            if row is None:
+                continue
+            x = c_index + (s_index - (len(settings) - 1) / 2) * width
+            err = [[row["accuracy"] - row["ci95_low"]], [row["ci95_high"] - row["accuracy"]]]
+            ax.bar(x, row["accuracy"], width, yerr=err, capsize=3, color=f"C{s_index}",
+                   label=setting if c_index == 0 else None)
+    task = rows[0]["task"] if rows else None
+    labels = get_task(task).labels if task else None
+    if labels:
+        ax.axhline(1 / len(labels), color="grey", ls=":", label="chance")
+    ax.set_xticks(range(len(conditions)), conditions)
+    ax.set(ylim=(0, 1.1), ylabel="accuracy (vote over valid answers)", xlabel="model (training condition)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    fig.tight_layout()
+    return _save(fig, name, results_root)

@@ -198,6 +198,7 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
     train_seconds = time.perf_counter() - started
     examples = load_examples(s.cfg, get_task(s.cfg.task).eval_split, s.cfg.eval_limit)
     s.learner.for_inference()
+    eval_started = time.perf_counter()
     metrics, rows = evaluate(s.learner.model, s.learner.tokenizer, examples, batch_size=s.cfg.eval_batch_size,
                              max_new_tokens=s.cfg.eval_max_new_tokens, progress=progress,
                              sample_log=run_file(s.out, "samples_partial"))
@@ -207,6 +208,7 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
         "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
         "remark_policy": s.cfg.remark_policy, "run_id": s.out.name, "prompt_version": PROMPT_VERSION,
         "seed": s.cfg.seed, "steps": s.step, "train_seconds_this_session": round(train_seconds, 1),
+        "eval_seconds": round(time.perf_counter() - eval_started, 1),
         "partner": partner_summary(s),
     })
     run_file(s.out, "samples_partial").unlink(missing_ok=True)

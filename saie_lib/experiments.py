@@ -1,0 +1,144 @@
+"""The paper's experiments, one registry: three training experiments (one per task) and the inference-time
+discussion experiment. Every experiment runs the five conditions on the same examples, steps and seed:
+
+    base (untrained), none (conventional fine-tuning), supportive, adversarial, saie
+
+and records what it produced in `<results>/runs/<profile>/<experiment>/experiment.json`, written last, which
+is what the summary step reads. All run dirs of an experiment live beside that file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import artifacts
+from .paths import results_dir
+from .profiles import Profile
+
+CONDITIONS = ("base", "none", "supportive", "adversarial", "saie")
+MARKER = "experiment.json"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    notebook: str  # notebooks/<notebook>
+    task: str | None  # training experiments: their task; inference: None (the profile's inference task)
+
+    @property
+    def is_training(self) -> bool:
+        return self.task is not None
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment("math", "Math word problems (GSM8K)", "10_math_gsm8k.ipynb", "gsm8k"),
+    Experiment("commonsense", "Commonsense reasoning (CommonsenseQA)", "11_commonsense_csqa.ipynb", "commonsense_qa"),
+    Experiment("multidomain", "Multi-domain knowledge (MMLU)", "12_multidomain_mmlu.ipynb", "mmlu"),
+    Experiment("multiagent", "Discussion at inference time", "20_multiagent_inference.ipynb", None),
+)}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def training_experiment_for(task: str) -> Experiment:
+    return next(e for e in EXPERIMENTS.values() if e.task == task)
+
+
+def experiment_dir(profile: str, experiment: str, results_root: str | Path | None = None) -> Path:
+    return (Path(results_root) if results_root else results_dir()) / "runs" / profile / experiment
+
+
+def study_of(profile: Profile, experiment: Experiment) -> str:
+    return f"{profile.name}/{experiment.name}"
+
+
+def read_marker(profile: str, experiment: str, results_root: str | Path | None = None) -> dict[str, Any] | None:
+    path = experiment_dir(profile, experiment, results_root) / MARKER
+    return artifacts.read_json(path) if path.is_file() else None
+
+
+def condition_configs(profile: Profile, experiment: Experiment, **locations: Any) -> dict[str, Any]:
+    """condition -> the TrainConfig that produces it ('base' -> the untrained model's EvalConfig)."""
+    from .trainer import base_eval_config
+
+    configs: dict[str, Any] = {policy: profile.training_config(
+        experiment.task, policy, study=study_of(profile, experiment), **locations) for policy in CONDITIONS[1:]}
+    return {"base": base_eval_config(configs["saie"]), **configs}
+
+
+def condition_run_dirs(profile: Profile, experiment: Experiment, **locations: Any) -> dict[str, Path]:
+    from .baseline import baseline_run_dir
+    from .trainer import training_run_dir
+
+    configs = condition_configs(profile, experiment, **locations)
+    return {c: baseline_run_dir(cfg) if c == "base" else training_run_dir(cfg) for c, cfg in configs.items()}
+
+
+def run_training_experiment(profile: Profile, experiment: Experiment, *, progress: bool = True,
+                            **locations: Any) -> dict[str, Path]:
+    """Evaluate the base model, then train and evaluate the four conditions; finished runs are reused and an
+    interrupted one resumes from its last checkpoint."""
+    from .baseline import run_baseline
+    from .trainer import train
+
+    configs = condition_configs(profile, experiment, **locations)
+    runs = {"base": run_baseline(configs.pop("base"), progress=progress)}
+    for condition, cfg in configs.items():
+        runs[condition] = train(cfg, progress=progress)
+    write_marker(profile, experiment, runs, locations.get("results_root"))
+    return runs
+
+
+def inference_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
+    """condition -> InferenceConfig: the base model, then each trained condition's adapter (from the training
+    experiment of the profile's inference task, which must have finished)."""
+    source = training_experiment_for(profile.inference_task)
+    trained = condition_run_dirs(profile, source, **locations)
+    unfinished = [c for c, d in trained.items() if c != "base" and not artifacts.is_finished(d)]
+    if unfinished:
+        raise RuntimeError(f"the inference experiment discusses the models trained by the '{source.name}' "
+                           f"experiment, but its conditions {unfinished} have not finished: run "
+                           f"notebooks/{source.notebook} (or `make reproduce`) first")
+    study = study_of(profile, EXPERIMENTS["multiagent"])
+    return {c: profile.inference_config(study=study, label=c, adapter=None if c == "base" else
+                                        str(trained[c] / "adapter"), **locations) for c in CONDITIONS}
+
+
+def run_inference_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
+    """Every inference setting for each of the five conditions' models, on the same examples."""
+    from .inference_run import run_inference
+
+    runs = {c: run_inference(cfg, progress=progress) for c, cfg in inference_configs(profile, **locations).items()}
+    write_marker(profile, EXPERIMENTS["multiagent"], runs, locations.get("results_root"))
+    return runs
+
+
+def run_experiment(profile: Profile, name: str, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
+    experiment = get_experiment(name)
+    if experiment.is_training:
+        return run_training_experiment(profile, experiment, progress=progress, **locations)
+    return run_inference_experiment(profile, progress=progress, **locations)
+
+
+def write_marker(profile: Profile, experiment: Experiment, runs: dict[str, Path], results_root: Any) -> Path:
+    """experiment.json, written when every condition has finished: the run dir of each condition."""
+    folder = experiment_dir(profile.name, experiment.name, results_root)
+    marker = {"experiment": experiment.name, "title": experiment.title, "profile": profile.name,
+              "task": experiment.task or profile.inference_task, "kind": "training" if experiment.is_training
+              else "inference", "conditions": {c: runs[c].name for c in CONDITIONS}}
+    artifacts.write_json(folder / MARKER, marker)
+    return folder / MARKER
+
+
+def marker_run_dirs(marker: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """condition -> run dir, in the canonical condition order."""
+    return {c: folder / marker["conditions"][c] for c in CONDITIONS}
+
+

@@ -1,0 +1,100 @@
+"""Profiles: one YAML file per compute budget (configs/profiles/<name>.yaml) holding every setting of every
+experiment, so a reproduction is `profile name -> configs -> run dirs` with nothing typed in between.
+
+A profile has a `train` section (TrainConfig fields shared by the training experiments), per-task overrides
+under `tasks`, and an `inference` section (InferenceConfig fields; its `task` names the training experiment
+whose five conditions are discussed at inference time). The model, dtype and device of the inference
+section default to the training ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import InferenceConfig, TrainConfig, from_dict
+from .paths import configs_dir
+from .tasks import TASKS
+
+PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train", "tasks", "inference")
+SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    description: str
+    expected_wall_time: str
+    expected_memory: str
+    train: dict[str, Any]
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inference: dict[str, Any] = field(default_factory=dict)
+
+    def training_config(self, task: str, remark_policy: str, **fields: Any) -> TrainConfig:
+        """The profile's TrainConfig for one task and condition; `fields` (study, data_dir, ...) on top."""
+        data = {**self.train, **self.tasks.get(task, {}), "task": task, "remark_policy": remark_policy, **fields}
+        return from_dict(TrainConfig, data, f"{self.path} (task {task})")
+
+    @property
+    def inference_task(self) -> str:
+        return self.inference["task"]
+
+    def inference_config(self, **fields: Any) -> InferenceConfig:
+        """The profile's InferenceConfig; `fields` (adapter, label, study, data_dir, ...) on top."""
+        shared = {k: self.train[k] for k in SHARED_WITH_INFERENCE if k in self.train}
+        return from_dict(InferenceConfig, {**shared, **self.inference, **fields}, f"{self.path} (inference)")
+
+
+def profile_path(name: str | Path) -> Path:
+    path = Path(name)
+    candidate = path if path.suffix in (".yaml", ".yml") else configs_dir() / "profiles" / f"{name}.yaml"
+    if not candidate.is_file():
+        raise ValueError(f"profile {str(name)!r} not found at {candidate}; available profiles: {available_profiles()}")
+    return candidate
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in (configs_dir() / "profiles").glob("*.yaml"))
+
+
+def load_profile(name: str | Path) -> Profile:
+    """Read and fully validate a profile: every config it implies is built once, so a bad field fails here,
+    named with its file, and not an hour into a run."""
+    import yaml
+
+    path = profile_path(name)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a profile must be a mapping with keys {list(PROFILE_KEYS)}")
+    unknown = sorted(set(data) - set(PROFILE_KEYS))
+    missing = [k for k in ("description", "expected_wall_time", "expected_memory", "train") if k not in data]
+    if unknown or missing:
+        raise ValueError(f"{path}: unknown profile key(s) {unknown}, missing {missing}; expected {list(PROFILE_KEYS)}")
+    tasks = data.get("tasks") or {}
+    bad_tasks = sorted(set(tasks) - set(TASKS))
+    if bad_tasks:
+        raise ValueError(f"{path}: 'tasks' names unknown task(s) {bad_tasks}; known: {sorted(TASKS)}")
+    for key in ("train", "inference"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise ValueError(f"{path}: '{key}' must be a mapping of config fields")
+    inference = dict(data.get("inference") or {})
+    inference.setdefault("task", "commonsense_qa")
+    profile = Profile(name=path.stem, path=path, description=str(data["description"]),
+                      expected_wall_time=str(data["expected_wall_time"]),
+                      expected_memory=str(data["expected_memory"]), train=dict(data["train"]),
+                      tasks={t: dict(v or {}) for t, v in tasks.items()}, inference=inference)
+    for task in TASKS:
+        profile.training_config(task, "saie")
+    profile.inference_config()
+    return profile
+
+
+def resolve_profile(name: str) -> str:
+    """'auto': colab-t4 when a CUDA GPU is visible, else cpu-small. Any other name is returned as it is."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "colab-t4" if torch.cuda.is_available() else "cpu-small"

@@ -1,0 +1,127 @@
+"""Batch reproduction: `python -m saie_lib.reproduce --profile cpu-small` (or `make reproduce PROFILE=...`).
+
+Runs every experiment notebook with papermill under one profile, keeps each executed notebook in its
+experiment's folder (results/runs/<profile>/<experiment>/), skips experiments whose runs have all finished,
+and lets the library resume unfinished runs from their checkpoints. Then runs notebooks/90_figures_tables,
+which builds the combined tables, figures and results/README.md from run dirs only. Every invocation appends
+what it did, and how long each notebook took, to results/runs/<profile>/reproduce_log.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import artifacts
+from .experiments import EXPERIMENTS, MARKER, condition_run_dirs, experiment_dir, get_experiment, inference_configs
+from .paths import repo_root, results_dir
+from .profiles import Profile, load_profile
+
+SUMMARY_NOTEBOOK = "90_figures_tables.ipynb"
+
+
+def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
+    """True when the experiment's marker names exactly the run dirs the profile implies now and all finished
+    (a changed profile therefore reruns, into new run dirs)."""
+    experiment = get_experiment(name)
+    marker_path = experiment_dir(profile.name, name, locations.get("results_root")) / MARKER
+    if not marker_path.is_file():
+        return False
+    try:
+        if experiment.is_training:
+            expected = condition_run_dirs(profile, experiment, **locations)
+        else:
+            from .inference_run import inference_run_dir
+
+            expected = {c: inference_run_dir(cfg) for c, cfg in inference_configs(profile, **locations).items()}
+    except RuntimeError:  # the inference experiment's training runs are missing
+        return False
+    recorded = artifacts.read_json(marker_path)["conditions"]
+    return all(recorded.get(c) == d.name and artifacts.is_finished(d) for c, d in expected.items())
+
+
+def execute(notebook: str, output: Path, parameters: dict[str, Any], *, progress: bool) -> None:
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(repo_root() / "notebooks" / notebook), str(output), parameters=parameters,
+                               cwd=str(repo_root() / "notebooks"), progress_bar=progress, kernel_name="python3")
+
+
+def log(profile: str, results_root: Path, row: dict[str, Any]) -> None:
+    git = artifacts.git_state()
+    artifacts.append_jsonl(results_root / "runs" / profile / "reproduce_log.jsonl", [{
+        **row, "profile": profile, "git_sha": git.get("git_sha"), "git_dirty": git.get("git_dirty"),
+        "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}])
+
+
+def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: Path, force: bool,
+            progress: bool) -> str:
+    experiment = get_experiment(name)
+    locations = {"data_dir": data_dir, "results_root": str(results_root)}
+    if not force and experiment_finished(profile, name, **locations):
+        log(profile.name, results_root, {"experiment": name, "status": "skipped (all runs finished)"})
+        return "skipped"
+    output = experiment_dir(profile.name, name, results_root) / experiment.notebook
+    print(f"[reproduce] {profile.name}/{name}: notebooks/{experiment.notebook} -> {output}", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        execute(experiment.notebook, output, {"profile": profile.name, **locations}, progress=progress)
+    except Exception:
+        log(profile.name, results_root, {"experiment": name, "status": "failed",
+                                         "seconds": round(time.perf_counter() - started, 1)})
+        print(f"[reproduce] {name} failed; the executed notebook with the error is {output}. Rerunning "
+              "resumes: finished runs are kept and the interrupted one continues from its checkpoint.",
+              file=sys.stderr)
+        raise
+    log(profile.name, results_root, {"experiment": name, "status": "ran",
+                                     "seconds": round(time.perf_counter() - started, 1)})
+    return "ran"
+
+
+def build_summary(results_root: Path, *, progress: bool) -> Path:
+    output = results_root / "runs" / SUMMARY_NOTEBOOK
+    execute(SUMMARY_NOTEBOOK, output, {"results_root": str(results_root)}, progress=progress)
+    return output
+
+
+def reproduce(profile_name: str, experiments: Sequence[str] | None = None, *, data_dir: str | None = None,
+              results_root: str | Path | None = None, summary: bool = True, force: bool = False,
+              progress: bool = True) -> dict[str, str]:
+    profile = load_profile(profile_name)
+    root = Path(results_root) if results_root else results_dir()
+    names = list(experiments or EXPERIMENTS)
+    for name in names:
+        get_experiment(name)
+    statuses = {name: run_one(profile, name, data_dir=data_dir, results_root=root, force=force,
+                              progress=progress) for name in names}
+    if summary:
+        build_summary(root, progress=progress)
+    return statuses
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m saie_lib.reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", required=True, help="configs/profiles/<name>.yaml, e.g. cpu-small")
+    parser.add_argument("--experiments", default=None,
+                        help=f"comma-separated subset of {','.join(EXPERIMENTS)} (default: all, in that order)")
+    parser.add_argument("--data-dir", default=None, help="original data files (default: env SAIE_DATA_DIR, else the Hub)")
+    parser.add_argument("--results-root", default=None, help="default: env SAIE_RESULTS_DIR, else <repo>/results")
+    parser.add_argument("--no-summary", action="store_true", help="skip notebooks/90_figures_tables")
+    parser.add_argument("--force", action="store_true",
+                        help="execute the notebooks even when every run has finished (finished runs are still reused)")
+    args = parser.parse_args(argv)
+    names = args.experiments.split(",") if args.experiments else None
+    statuses = reproduce(args.profile, names, data_dir=args.data_dir, results_root=args.results_root,
+                         summary=not args.no_summary, force=args.force)
+    for name, status in statuses.items():
+        print(f"{name}: {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
