@@ -1,4 +1,5 @@
-# Two commands: `make demo` (main job) and `make test`. Both create .venv and install on first use.
+# `make demo` (baseline, minutes), `make reproduce PROFILE=...` (the study), `make test`. Each creates .venv and
+# installs on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,14 +13,11 @@ export SAIE_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-TRAIN_TASK ?= commonsense_qa
-POLICIES ?= none supportive adversarial saie
-
 UNSLOTH_VENV ?= .venv-unsloth
 
 PROFILE ?= cpu-small
 
-.PHONY: install demo reproduce train inference test test-unsloth clean
+.PHONY: install demo reproduce test test-unsloth clean
 
 install: $(VENV)/.installed
 
@@ -38,20 +36,6 @@ demo: install
 # notebooks/90_figures_tables -> results/tables, results/figures, results/README.md. Finished runs are skipped.
 reproduce: install
 	$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE)
-
-# SAIE training on CPU: notebook 02 once per remark policy (about 40 min in all on 2 cores).
-train: install
-	mkdir -p results/runs/saie
-	for policy in $(POLICIES); do \
-	  $(BIN)/papermill notebooks/02_train_saie.ipynb results/runs/saie/02_train_saie-$(TRAIN_TASK)-$$policy.ipynb \
-	    -p task $(TRAIN_TASK) -p remark_policy $$policy --cwd notebooks || exit 1; \
-	done
-
-# Inference-time discussion (notebook 05) for the base model and the SAIE adapter that `make train` writes.
-inference: install
-	mkdir -p results/runs/inference
-	$(BIN)/papermill notebooks/05_multiagent_inference.ipynb results/runs/inference/05_multiagent_inference.ipynb \
-	  -f configs/studies/inference_cpu_small.yaml --cwd notebooks
 
 test: install
 	$(BIN)/python -m pytest

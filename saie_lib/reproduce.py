@@ -45,7 +45,10 @@ def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
 
 
 def execute(notebook: str, output: Path, parameters: dict[str, Any], *, progress: bool) -> None:
-    import papermill
+    try:
+        import papermill
+    except ImportError as error:
+        raise ImportError("make reproduce runs notebooks with papermill: pip install -e '.[notebook]'") from error
 
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(repo_root() / "notebooks" / notebook), str(output), parameters=parameters,

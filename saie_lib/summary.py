@@ -307,6 +307,7 @@ def build_all(results_root: str | Path | None = None) -> Path:
     from .artifacts import atomic_write_text
 
     root = _root(results_root)
+    profiles_table(root)
     lines = [HEADER]
     for profile in profiles_with_results(root):
         write_combined(profile, root)
@@ -314,3 +315,38 @@ def build_all(results_root: str | Path | None = None) -> Path:
     path = root / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+PROFILE_FIELDS = ("model", "backend", "load_in_4bit", "partner", "limit", "warmup_fraction", "rounds", "batch_size",
+                  "learning_rate", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
+                  "partner_max_new_tokens", "eval_limit", "eval_max_new_tokens", "seed")
+INFERENCE_FIELDS = ("task", "settings", "agents", "rounds", "temperature", "limit", "max_new_tokens")
+
+
+def profiles_table(results_root: str | Path | None = None) -> Path:
+    """results/tables/profiles.md: the resolved defaults of every committed profile, side by side (the SAIE
+    condition on CommonsenseQA; per-task overrides listed below the table)."""
+    from .artifacts import atomic_write_text
+    from .profiles import available_profiles, load_profile
+
+    profiles = [load_profile(p) for p in available_profiles()]
+    train = {p.name: p.training_config("commonsense_qa", "saie") for p in profiles}
+    inference = {p.name: p.inference_config() for p in profiles}
+    lines = ["| field | " + " | ".join(p.name for p in profiles) + " |", "|---|" + "---|" * len(profiles)]
+    lines += [f"| {f} | " + " | ".join(_plain(getattr(train[p.name], f)) for p in profiles) + " |"
+              for f in PROFILE_FIELDS]
+    lines += [f"| inference.{f} | " + " | ".join(_plain(getattr(inference[p.name], f)) for p in profiles) + " |"
+              for f in INFERENCE_FIELDS]
+    lines += ["| expected wall time | " + " | ".join(p.expected_wall_time for p in profiles) + " |",
+              "| expected memory | " + " | ".join(p.expected_memory for p in profiles) + " |", ""]
+    lines += [f"- `{p.name}` overrides for {task}: {_plain(over)}" for p in profiles for task, over in p.tasks.items()]
+    path = _root(results_root) / "tables" / "profiles.md"
+    atomic_write_text(path, "Generated from configs/profiles/*.yaml by saie_lib.summary.profiles_table.\n\n"
+                      + "\n".join(lines) + "\n")
+    return path
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return "all" if value is None else str(value).replace("|", "\\|")

@@ -56,3 +56,22 @@ def test_evaluate_resumes_from_sample_log(tiny, tmp_path, monkeypatch):
     assert sum(seen) == 2  # only the two new examples were generated
     assert [r["id"] for r in rows] == [e.id for e in examples] and metrics["n"] == 5
     assert len(read_jsonl(log)) == 5  # the torn line is gone, not buried mid-file
+
+
+def test_evaluate_reports_rouge_of_the_reasoning_where_there_is_a_reference(tiny):
+    model, tokenizer, _ = tiny
+    examples = [Example(id="a", task="gsm8k", question="What is 1 + 1?", answer="2", rationale="one plus one is two"),
+                Example(id="b", task="gsm8k", question="What is 2 + 1?", answer="3")]
+    metrics, rows = evaluate(model, tokenizer, examples, batch_size=2, max_new_tokens=6, progress=False)
+    rouge = metrics["rouge"]
+    assert (rouge["n"], rouge["skipped"]) == (1, 1)
+    assert 0.0 <= rouge["rougeL"] <= 1.0
+
+
+def test_reasoning_rouge_drops_the_answer_line():
+    from saie_lib.evaluation import reasoning_rouge
+
+    example = Example(id="a", task="gsm8k", question="q", answer="2", rationale="one plus one is two")
+    same = reasoning_rouge([example], [{"output": "one plus one is two\nThe answer is 2."}])
+    other = reasoning_rouge([example], [{"output": "The answer is 2."}])
+    assert same["rougeL"] == 1.0 and other["rougeL"] == 0.0

@@ -1,0 +1,90 @@
+"""`make reproduce` on the tiny profile: every experiment notebook and 90_figures_tables run under papermill,
+finished experiments are skipped, an unfinished run is redone alone, and the summary comes from run dirs."""
+
+import json
+import shutil
+
+import pytest
+
+from saie_lib.experiments import CONDITIONS, EXPERIMENTS
+from saie_lib.reproduce import main, reproduce
+
+
+@pytest.fixture(scope="module")
+def reproduced(data_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    statuses = reproduce("tiny", data_dir=str(data_dir), results_root=root, progress=False)
+    return root, statuses
+
+
+def outputs(root):
+    return {p.relative_to(root): p.read_bytes() for folder in ("tables", "figures") for p in (root / folder).iterdir()}
+
+
+@pytest.mark.notebooks
+def test_every_experiment_notebook_runs_and_keeps_its_executed_copy(reproduced):
+    root, statuses = reproduced
+    assert statuses == {name: "ran" for name in EXPERIMENTS}
+    for name, experiment in EXPERIMENTS.items():
+        folder = root / "runs" / "tiny" / name
+        executed = (folder / experiment.notebook).read_text()
+        assert "Traceback" not in executed
+        marker = json.loads((folder / "experiment.json").read_text())
+        assert list(marker["conditions"]) == sorted(CONDITIONS)
+        assert all((folder / run / "metrics.json").is_file() for run in marker["conditions"].values())
+    assert "Traceback" not in (root / "runs" / "90_figures_tables.ipynb").read_text()
+
+
+@pytest.mark.notebooks
+def test_summary_tables_figures_and_readme(reproduced):
+    root, _ = reproduced
+    table = (root / "tables" / "tiny_conditions.csv").read_text().splitlines()
+    assert table[0].startswith("experiment,task,condition,n,accuracy")
+    assert [line.split(",")[2] for line in table[1:6]] == list(CONDITIONS)
+    assert len(table) == 1 + 3 * len(CONDITIONS)
+    for name in ("tiny_conditions", "tiny_math", "tiny_math_training", "tiny_multiagent"):
+        assert (root / "figures" / f"{name}.png").stat().st_size > 1000
+    readme = (root / "README.md").read_text()
+    assert "## Profile `tiny`" in readme and "Do the paper's findings hold" in readme
+    assert "runs/tiny/commonsense/commonsense_qa-saie-" in readme
+    findings = (root / "tables" / "tiny_findings.csv").read_text().splitlines()
+    assert len(findings) == 1 + 3 * 4 + 5 * 2  # 4 claims per task, 2 per inference setting
+
+
+@pytest.mark.notebooks
+def test_second_reproduce_skips_finished_experiments_and_rebuilds_identically(reproduced, data_dir):
+    root, _ = reproduced
+    before = outputs(root)
+    assert main(["--profile", "tiny", "--data-dir", str(data_dir), "--results-root", str(root)]) == 0
+    log = [json.loads(line) for line in (root / "runs" / "tiny" / "reproduce_log.jsonl").read_text().splitlines()]
+    assert [row["status"] for row in log[-4:]] == ["skipped (all runs finished)"] * 4
+    assert outputs(root) == before
+
+
+@pytest.mark.notebooks
+def test_an_unfinished_run_is_redone_alone(reproduced, data_dir):
+    root, _ = reproduced
+    folder = root / "runs" / "tiny" / "multidomain"
+    marker = json.loads((folder / "experiment.json").read_text())
+    saie_run = folder / marker["conditions"]["saie"]
+    (saie_run / "metrics.json").unlink()
+    untouched = (folder / marker["conditions"]["none"] / "metrics.json").read_bytes()
+    statuses = reproduce("tiny", ["math", "multidomain"], data_dir=str(data_dir), results_root=root, summary=False,
+                         progress=False)
+    assert statuses == {"math": "skipped", "multidomain": "ran"}
+    assert (saie_run / "metrics.json").is_file()
+    assert (folder / marker["conditions"]["none"] / "metrics.json").read_bytes() == untouched
+
+
+def test_inference_experiment_needs_its_training_runs(data_dir, tmp_path):
+    from saie_lib.experiments import inference_configs
+    from saie_lib.profiles import load_profile
+
+    with pytest.raises(RuntimeError, match="11_commonsense_csqa"):
+        inference_configs(load_profile("tiny"), data_dir=str(data_dir), results_root=str(tmp_path))
+
+
+def test_unknown_experiment_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="known experiments"):
+        reproduce("tiny", ["math", "chemistry"], results_root=tmp_path)
+    assert not (tmp_path / "runs").exists()
