@@ -81,6 +81,11 @@ def mcnemar_exact(a_only: int, b_only: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def min_discordant() -> int:
+    """The fewest discordant examples, all one way, that reach p < ALPHA."""
+    return next(k for k in range(1, 100) if mcnemar_exact(k, 0) < ALPHA)
+
+
 def paired(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
     """Condition a vs b on the examples both answered."""
     if set(a) != set(b):
@@ -114,7 +119,7 @@ def inference_condition_rows(marker: dict[str, Any]) -> list[dict[str, Any]]:
 TRAINING_CLAIMS = (("saie", "none", "SAIE beats conventional fine-tuning"),
                    ("saie", "supportive", "SAIE beats supportive-only discussion"),
                    ("saie", "adversarial", "SAIE beats adversarial-only discussion"),
-                   ("none", "base", "fine-tuning (any) beats the untrained model"))
+                   ("none", "base", "conventional fine-tuning beats the untrained model (a sanity check, not a paper claim)"))
 INFERENCE_CLAIMS = (("saie", "none", "the SAIE model beats the conventionally fine-tuned one"),
                     ("saie", "base", "the SAIE model beats the untrained model"))
 
@@ -139,6 +144,20 @@ def findings(profile: str, results_root: str | Path | None = None) -> list[dict[
                 results.append({"experiment": name, "task": marker["task"], "setting": setting, "claim": claim,
                                 "a": a, "b": b, **comparison, "verdict": verdict(comparison)})
     return results
+
+
+def plain_statements(checked: list[dict[str, Any]]) -> list[str]:
+    """One bullet per claim: where it holds, where it is reversed, where this sample size cannot tell."""
+    lines = []
+    for claim in dict.fromkeys(f["claim"] for f in checked):
+        parts = []
+        for f in (f for f in checked if f["claim"] == claim):
+            where = f["task"] if f["setting"] == "individual" and f["experiment"] != "multiagent" else \
+                f"{f['task']} {f['setting']}"
+            parts.append(f"{where}: {f['verdict']} ({f['accuracy_a']:.3f} vs {f['accuracy_b']:.3f}, "
+                         f"{f['a_only']}:{f['b_only']} discordant, p = {f['p_value']:.2f})")
+        lines.append(f"- **{claim}** — " + "; ".join(parts) + ".")
+    return lines
 
 
 def rouge_findings(profile: str, results_root: str | Path | None = None) -> list[dict[str, Any]]:
@@ -251,7 +270,9 @@ def profile_section(profile: str, results_root: str | Path | None = None) -> lis
         lines += ["### Do the paper's findings hold at this scale?", "",
                   f"Paired on the same examples (exact McNemar test, two-sided, alpha {ALPHA}). "
                   f"Of {len(checked)} comparisons: {counts['holds']} hold, {counts['reversed']} are reversed, "
-                  f"{counts['not resolved at this n']} are not resolved at this sample size.", ""]
+                  f"{counts['not resolved at this n']} are not resolved at this sample size. (A claim can only hold "
+                  f"when at least {min_discordant()} examples are discordant and all of them favour it.)", ""]
+        lines += plain_statements(checked) + [""]
         lines.append(to_markdown(checked, FINDING_COLUMNS))
         rouge = rouge_findings(profile, root)
         if rouge:

@@ -25,3 +25,10 @@ def test_paired_counts_discordant_examples_and_gives_a_verdict():
 def test_paired_refuses_different_examples():
     with pytest.raises(ValueError, match="same examples"):
         paired({"1": True}, {"2": True})
+
+
+def test_min_discordant_is_the_first_count_that_reaches_significance():
+    from saie_lib.summary import ALPHA, min_discordant
+
+    k = min_discordant()
+    assert mcnemar_exact(k, 0) < ALPHA <= mcnemar_exact(k - 1, 0)
