@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from saie_lib import artifacts, trainer
+from saie_lib import artifacts
+from saie_lib.stages import train as trainer
 from saie_lib.config import TrainConfig
 from saie_lib.data import load_task
 from saie_lib.discussion import DiscussionState, advance, draw_stances, partner_turn

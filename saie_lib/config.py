@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .conditions import INFERENCE_SETTINGS, REMARK_POLICIES
+from .models import MODEL_ALIASES
 from .paths import configs_dir
 from .tasks import TASKS
 
@@ -61,7 +63,6 @@ class EvalConfig(RunConfig):
 
 
 
-POLICIES = ("saie", "supportive", "adversarial", "none")
 UPDATE_TARGETS = ("gold", "self_revision_if_correct")
 BACKENDS = ("auto", "peft", "unsloth")
 
@@ -111,7 +112,7 @@ class TrainConfig(RunConfig):
 
     def __post_init__(self) -> None:
         self._check_model_fields()
-        _check_choice(self, "remark_policy", POLICIES)
+        _check_choice(self, "remark_policy", REMARK_POLICIES)
         _check_choice(self, "update_target", UPDATE_TARGETS)
         _check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
@@ -130,9 +131,6 @@ class TrainConfig(RunConfig):
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"config field 'lora_dropout' = {self.lora_dropout}; expected 0 <= x < 1")
 
-
-
-INFERENCE_SETTINGS = ("individual", "self_discussion", "multi_agent", "self_consistency", "partner_discussion")
 
 
 @dataclass(frozen=True)
@@ -183,9 +181,15 @@ class InferenceConfig(RunConfig):
 
 
 
-def _check_partner(partner: str) -> None:
-    from .models import MODEL_ALIASES
+def eval_config_for(cfg: TrainConfig) -> EvalConfig:
+    """The untrained model evaluated on exactly the examples and decoding a trained learner is evaluated on."""
+    return EvalConfig(study=cfg.study, task=cfg.task, model=cfg.model, model_source=cfg.model_source,
+                      limit=cfg.eval_limit, seed=cfg.seed, data_dir=cfg.data_dir, results_root=cfg.results_root,
+                      batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, dtype=cfg.dtype,
+                      device=cfg.device, trust_remote_code=cfg.trust_remote_code)
 
+
+def _check_partner(partner: str) -> None:
     ok = (partner == "self" or (partner.startswith("api:") and len(partner) > 4) or partner in MODEL_ALIASES
           or "/" in partner or Path(partner).expanduser().is_dir())
     if not ok:

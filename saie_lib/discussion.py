@@ -13,7 +13,8 @@ from typing import Any, Sequence
 from .artifacts import stable_hash
 from .parsing import grade
 from .partners import Partner, Sampling
-from .prompts import STANCES, build_messages, partner_messages, revision_turns
+from .conditions import STANCES
+from .prompts import build_messages, partner_messages, revision_turns
 from .tasks import Example
 
 

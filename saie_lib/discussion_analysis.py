@@ -1,4 +1,4 @@
-"""Analysis of inference-time discussion: accuracy per round, answer flips, robustness to remarks, ROUGE.
+"""Analysis of inference-time discussion: accuracy per round, answer flips, robustness to remarks.
 
 Every function reads per-round records, one per example, round and agent:
 `{"id": str, "round": int, "agent": int, "parsed": str | None, "gold": str, "stance": str | None}`.
@@ -10,18 +10,15 @@ A record is correct when `parsed` is not None and equals `gold`; an invalid answ
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from statistics import fmean
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .evaluation import wilson_interval
+from .conditions import STANCES
+from .stats import wilson_interval
 from .voting import vote_many
 
 Row = Mapping[str, Any]
 AGGREGATES = ("vote", "each")
-STANCES = ("supportive", "adversarial")
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 # Robustness cells: name -> (stance, correct at r-1); the share counted is of answers whose correctness
 # changed at r (a correct answer abandoned, or a wrong one fixed).
 ROBUSTNESS_CELLS = {
@@ -32,8 +29,6 @@ ROBUSTNESS_CELLS = {
 }
 FLIP_CELLS = ("right_to_right", "right_to_wrong", "wrong_to_right", "wrong_to_wrong",
               "valid_to_invalid", "invalid_to_valid")
-# The final answer sentence ("The answer is 18." / GSM8K's "#### 18"), only when it is on the last line.
-_ANSWER_TAIL_RE = re.compile(r"\**[ \t]*(?:####|\bthe\s+answer\s+is\b)[^\n]*\s*\Z", re.I)
 
 
 def _correct(row: Row) -> bool:
@@ -150,27 +145,3 @@ def robustness(rows: Iterable[Row]) -> dict[str, Any]:
         result[name] = _rate(changed, len(cell))
     result["unpaired"] = sum(row["stance"] is not None for row in unpaired)
     return result
-
-
-def reasoning_only(text: str) -> str:
-    """`text` without its final answer sentence ("The answer is 18." or "#### 18") when that sentence is on
-    the last line, so ROUGE compares the reasoning and not the shared answer template."""
-    return _ANSWER_TAIL_RE.sub("", text).rstrip()
-
-
-def rouge_scores(predictions: Sequence[str], references: Sequence[str | None]) -> dict[str, Any]:
-    """Mean ROUGE-1/2/L F1 (stemmed, `rouge_score` package) of predictions against references.
-
-    Pairs whose reference is None (no rationale for that example) are skipped and counted in `skipped`;
-    with nothing left to score the means are None. Apply `reasoning_only` first to compare reasoning.
-    """
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-    try:
-        from rouge_score import rouge_scorer
-    except ImportError as error:
-        raise ImportError("ROUGE needs the rouge_score package: pip install rouge-score==0.1.2") from error
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    scores = [scorer.score(ref, pred) for pred, ref in zip(predictions, references) if ref is not None]
-    means = {t: fmean(s[t].fmeasure for s in scores) if scores else None for t in ROUGE_TYPES}
-    return {**means, "n": len(scores), "skipped": len(references) - len(scores)}

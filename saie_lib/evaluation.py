@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,19 +11,10 @@ from .artifacts import append_jsonl, read_jsonl, write_jsonl
 from .generation import Decoding, generate, render_chat
 from .parsing import grade
 from .prompts import build_messages
+from .stats import reasoning_rouge, wilson_interval
 from .tasks import Example
 
 CHUNK_BATCHES = 4  # batches generated between two appends to the partial sample log
-
-
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (sensible at 0, 1 and small n)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def prompt_hash(prompt: str) -> str:
@@ -77,15 +67,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
         if sample_log:
             append_jsonl(sample_log, rows)
     ordered = [done[e.id] for e in examples]
-    return {**compute_metrics(ordered), "rouge": reasoning_rouge(examples, ordered)}, ordered
-
-
-def reasoning_rouge(examples: Sequence[Example], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """ROUGE of each output's reasoning (answer line removed) against the example's reference rationale;
-    examples without one (MMLU) are skipped and counted."""
-    from .discussion_analysis import reasoning_only, rouge_scores
-
-    return rouge_scores([reasoning_only(r["output"]) for r in rows], [e.rationale for e in examples])
+    rouge = reasoning_rouge([r["output"] for r in ordered], [e.rationale for e in examples])
+    return {**compute_metrics(ordered), "rouge": rouge}, ordered
 
 
 def _progress(chunks: range, enabled: bool, total: int, step: int):

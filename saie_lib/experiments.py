@@ -9,16 +9,21 @@ is what the summary step reads. All run dirs of an experiment live beside that f
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import artifacts
-from .paths import results_dir
+from .conditions import CONDITIONS, REMARK_POLICIES
+from .paths import results_root as resolve_results_root
+from .config import TrainConfig, eval_config_for
 from .profiles import Profile
+from .stages.discuss import run_inference
+from .stages.evaluate import eval_run_dir, run_evaluation
+from .stages.train import train, training_run_dir
 
-CONDITIONS = ("base", "none", "supportive", "adversarial", "saie")
-MARKER = "experiment.json"
+MARKER = artifacts.EXPERIMENT_MARKER
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ def training_experiment_for(task: str) -> Experiment:
 
 
 def experiment_dir(profile: str, experiment: str, results_root: str | Path | None = None) -> Path:
-    return (Path(results_root) if results_root else results_dir()) / "runs" / profile / experiment
+    return resolve_results_root(results_root) / "runs" / profile / experiment
 
 
 def study_of(profile: Profile, experiment: Experiment) -> str:
@@ -66,30 +71,30 @@ def read_marker(profile: str, experiment: str, results_root: str | Path | None =
 
 def condition_configs(profile: Profile, experiment: Experiment, **locations: Any) -> dict[str, Any]:
     """condition -> the TrainConfig that produces it ('base' -> the untrained model's EvalConfig)."""
-    from .trainer import base_eval_config
-
     configs: dict[str, Any] = {policy: profile.training_config(
-        experiment.task, policy, study=study_of(profile, experiment), **locations) for policy in CONDITIONS[1:]}
-    return {"base": base_eval_config(configs["saie"]), **configs}
+        experiment.task, policy, study=study_of(profile, experiment), **locations) for policy in REMARK_POLICIES}
+    return {"base": eval_config_for(configs["saie"]), **configs}
 
 
 def condition_run_dirs(profile: Profile, experiment: Experiment, **locations: Any) -> dict[str, Path]:
-    from .baseline import baseline_run_dir
-    from .trainer import training_run_dir
-
     configs = condition_configs(profile, experiment, **locations)
-    return {c: baseline_run_dir(cfg) if c == "base" else training_run_dir(cfg) for c, cfg in configs.items()}
+    return {c: eval_run_dir(cfg) if c == "base" else training_run_dir(cfg) for c, cfg in configs.items()}
+
+
+def condition_runs(cfg: TrainConfig) -> list[Path]:
+    """The finished runs that differ from `cfg` in the remark policy only, after the untrained model's run on
+    the same evaluation examples: the comparison this config belongs to, and nothing else."""
+    candidates = [eval_run_dir(eval_config_for(cfg))]
+    candidates += [training_run_dir(dataclasses.replace(cfg, remark_policy=p)) for p in REMARK_POLICIES]
+    return [path for path in candidates if artifacts.is_finished(path)]
 
 
 def run_training_experiment(profile: Profile, experiment: Experiment, *, progress: bool = True,
                             **locations: Any) -> dict[str, Path]:
     """Evaluate the base model, then train and evaluate the four conditions; finished runs are reused and an
     interrupted one resumes from its last checkpoint."""
-    from .baseline import run_baseline
-    from .trainer import train
-
     configs = condition_configs(profile, experiment, **locations)
-    runs = {"base": run_baseline(configs.pop("base"), progress=progress)}
+    runs = {"base": run_evaluation(configs.pop("base"), progress=progress)}
     for condition, cfg in configs.items():
         runs[condition] = train(cfg, progress=progress)
     write_marker(profile, experiment, runs, locations.get("results_root"))
@@ -113,8 +118,6 @@ def inference_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
 
 def run_inference_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
     """Every inference setting for each of the five conditions' models, on the same examples."""
-    from .inference_run import run_inference
-
     runs = {c: run_inference(cfg, progress=progress) for c, cfg in inference_configs(profile, **locations).items()}
     write_marker(profile, EXPERIMENTS["multiagent"], runs, locations.get("results_root"))
     return runs

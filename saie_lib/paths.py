@@ -28,14 +28,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SAIE_CACHE_DIR") or default)
 
 
-def run_dir(study: str, run_id: str, results_root: str | os.PathLike | None = None) -> Path:
-    root = Path(results_root) if results_root else results_dir()
-    return root / "runs" / study / run_id
+def results_root(root: str | os.PathLike | None = None) -> Path:
+    """The results root a caller named, else the default one (env SAIE_RESULTS_DIR, else <repo>/results)."""
+    return Path(root) if root else results_dir()
 
 
-def figures_dir(results_root: str | os.PathLike | None = None) -> Path:
-    return (Path(results_root) if results_root else results_dir()) / "figures"
+def run_dir(study: str, run_id: str, root: str | os.PathLike | None = None) -> Path:
+    return results_root(root) / "runs" / study / run_id
 
 
-def tables_dir(results_root: str | os.PathLike | None = None) -> Path:
-    return (Path(results_root) if results_root else results_dir()) / "tables"
+def figures_dir(root: str | os.PathLike | None = None) -> Path:
+    return results_root(root) / "figures"
+
+
+def tables_dir(root: str | os.PathLike | None = None) -> Path:
+    return results_root(root) / "tables"

@@ -5,6 +5,7 @@ Bump PROMPT_VERSION whenever a string produced here changes: every run records i
 
 from __future__ import annotations
 
+from .conditions import STANCES
 from .tasks import Example, get_task
 
 PROMPT_VERSION = "1"
@@ -41,7 +42,6 @@ def format_target(example: Example) -> str:
 
 # --- Discussion (training and inference time) -------------------------------------------------------
 
-STANCES = ("supportive", "adversarial")
 STANCE_INSTRUCTIONS = {
     "supportive": (
         "Agree with the student's answer. In two or three sentences, say what is right in the reasoning and "

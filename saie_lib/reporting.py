@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .artifacts import atomic_write_text, read_json, read_jsonl, run_file
+from .conditions import INFERENCE_SETTINGS
 from .paths import repo_root, tables_dir
 
 SUMMARY_COLUMNS = ("task", "split", "model", "condition", "model_source", "n", "accuracy", "ci95_low",
@@ -114,7 +115,6 @@ def inference_rows(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 def ordered_settings(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """An inference run's settings in the canonical order (metrics.json stores them sorted by name)."""
-    from .config import INFERENCE_SETTINGS
 
     return [(s, metrics["settings"][s]) for s in INFERENCE_SETTINGS if s in metrics["settings"]]
 

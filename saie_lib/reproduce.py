@@ -18,8 +18,9 @@ from typing import Any, Sequence
 
 from . import artifacts
 from .experiments import EXPERIMENTS, MARKER, condition_run_dirs, experiment_dir, get_experiment, inference_configs
-from .paths import repo_root, results_dir
+from .paths import repo_root, results_root as resolve_results_root
 from .profiles import Profile, load_profile
+from .stages.discuss import inference_run_dir
 
 SUMMARY_NOTEBOOK = "90_figures_tables.ipynb"
 
@@ -35,8 +36,6 @@ def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
         if experiment.is_training:
             expected = condition_run_dirs(profile, experiment, **locations)
         else:
-            from .inference_run import inference_run_dir
-
             expected = {c: inference_run_dir(cfg) for c, cfg in inference_configs(profile, **locations).items()}
     except RuntimeError:  # the inference experiment's training runs are missing
         return False
@@ -57,7 +56,7 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], *, progress
 
 def log(profile: str, results_root: Path, row: dict[str, Any]) -> None:
     git = artifacts.git_state()
-    artifacts.append_jsonl(results_root / "runs" / profile / "reproduce_log.jsonl", [{
+    artifacts.append_jsonl(results_root / "runs" / profile / artifacts.REPRODUCE_LOG, [{
         **row, "profile": profile, "git_sha": git.get("git_sha"), "git_dirty": git.get("git_dirty"),
         "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}])
 
@@ -96,7 +95,7 @@ def reproduce(profile_name: str, experiments: Sequence[str] | None = None, *, da
               results_root: str | Path | None = None, summary: bool = True, force: bool = False,
               progress: bool = True) -> dict[str, str]:
     profile = load_profile(profile_name)
-    root = Path(results_root) if results_root else results_dir()
+    root = resolve_results_root(results_root)
     names = list(experiments or EXPERIMENTS)
     for name in names:
         get_experiment(name)

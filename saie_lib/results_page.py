@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_jsonl
-from .experiments import CONDITIONS, EXPERIMENTS, marker_run_dirs
-from .summary import (ALPHA, FINDING_COLUMNS, _root, condition_rows, finished_experiments, findings,
-                      inference_condition_rows, min_discordant, profiles_with_results, rouge_findings,
+from .artifacts import REPRODUCE_LOG, read_jsonl
+from .conditions import CONDITIONS
+from .experiments import EXPERIMENTS, marker_run_dirs
+from .stats import ALPHA, min_discordant
+from .summary import (FINDING_COLUMNS, _root, condition_rows, finished_experiments, findings,
+                      inference_condition_rows, profiles_with_results, rouge_findings,
                       write_combined, write_experiment_outputs)
 
 
@@ -41,7 +43,7 @@ def _pivot(rows: list[dict[str, Any]], key: str, columns: tuple[str, ...] | list
 
 def measured_seconds(profile: str, results_root: str | Path | None = None) -> dict[str, float]:
     """experiment -> seconds of its last completed notebook execution, from reproduce_log.jsonl."""
-    path = _root(results_root) / "runs" / profile / "reproduce_log.jsonl"
+    path = _root(results_root) / "runs" / profile / REPRODUCE_LOG
     rows = read_jsonl(path) if path.is_file() else []
     return {r["experiment"]: r["seconds"] for r in rows if r["status"] == "ran"}
 

@@ -8,24 +8,20 @@ examples where exactly one of the two is correct. An unparseable answer counts a
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json, read_jsonl, run_file
-from .experiments import CONDITIONS, EXPERIMENTS, MARKER, experiment_dir, marker_run_dirs
-from .paths import results_dir
+from .artifacts import read_json, read_jsonl, run_file, setting_samples
+from .conditions import CONDITIONS, REMARK_POLICIES
+from .experiments import EXPERIMENTS, MARKER, experiment_dir, marker_run_dirs
+from .paths import results_root as _root
 from .reporting import inference_rows, ordered_settings, summary_row
+from .stats import ALPHA, mcnemar_exact
 
-ALPHA = 0.05
 CONDITION_COLUMNS = ("experiment", "task", "condition", "n", "accuracy", "ci95_low", "ci95_high", "invalid_rate",
                      "rouge1", "rouge2", "rougeL", "steps", "run")
 INFERENCE_COLUMNS = ("condition", "setting", "n", "generations_per_example", "accuracy", "ci95_low", "ci95_high",
                      "invalid_rate", "rougeL", "run")
-
-
-def _root(results_root: str | Path | None) -> Path:
-    return Path(results_root) if results_root else results_dir()
 
 
 def finished_experiments(profile: str, results_root: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -65,25 +61,11 @@ def _correct_by_id(run_dir: Path) -> dict[str, bool]:
 def _final_vote_correct(run_dir: Path, setting: str, seed: int) -> dict[str, bool]:
     from .voting import vote_many
 
-    rows = read_jsonl(run_dir / f"samples.{setting}.jsonl")
+    rows = read_jsonl(setting_samples(run_dir, setting))
     last = max(r["round"] for r in rows)
     final = [r for r in rows if r["round"] == last]
     gold = {r["id"]: r["gold"] for r in final}
     return {i: v.answer is not None and v.answer == gold[i] for i, v in vote_many(final, seed=seed).items()}
-
-
-def mcnemar_exact(a_only: int, b_only: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs against 1/2."""
-    n = a_only + b_only
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
-
-
-def min_discordant() -> int:
-    """The fewest discordant examples, all one way, that reach p < ALPHA."""
-    return next(k for k in range(1, 100) if mcnemar_exact(k, 0) < ALPHA)
 
 
 def paired(a: dict[str, bool], b: dict[str, bool]) -> dict[str, Any]:
@@ -179,7 +161,7 @@ def write_experiment_outputs(profile: str, experiment: str, results_root: str | 
         return {"table": md_path, "csv": csv_path,
                 "figure": plot_accuracy(rows, name, group="condition", results_root=results_root,
                                         title=f"{marker['title']}: five conditions ({profile})"),
-                "training": plot_training({c: training_log(runs[c]) for c in CONDITIONS[1:]}, f"{name}_training",
+                "training": plot_training({c: training_log(runs[c]) for c in REMARK_POLICIES}, f"{name}_training",
                                           results_root=results_root)}
     rows = inference_condition_rows(marker)
     csv_path, md_path = write_table(rows, name, results_root, columns=INFERENCE_COLUMNS)

@@ -2,10 +2,8 @@ import sys
 
 import pytest
 
-from saie_lib.discussion_analysis import (
-    accuracy_by_round, flips_by_round, reasoning_only, robustness, rouge_scores,
-)
-from saie_lib.evaluation import wilson_interval
+from saie_lib.discussion_analysis import accuracy_by_round, flips_by_round, robustness
+from saie_lib.stats import reasoning_only, rouge_scores, wilson_interval
 
 
 def rec(example_id, round_, parsed, gold, *, agent=0, stance=None):

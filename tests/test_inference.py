@@ -62,7 +62,7 @@ def test_self_discussion_revises_its_own_answer(tiny, scripted):
 
 def test_self_consistency_spends_the_discussion_budget(tiny, scripted):
     cfg = InferenceConfig(agents=3, rounds=2)
-    from saie_lib.inference_run import run_setting
+    from saie_lib.stages.discuss import run_setting
 
     agent_model = object()
     discussion = run_setting("multi_agent", cfg, agent_model, tiny[1], EXAMPLES)
@@ -79,7 +79,7 @@ def test_inference_config_rejects_impossible_values(field, value):
 
 
 def test_inference_stage_on_tiny_model_and_resume(data_dir, tmp_path, monkeypatch):
-    from saie_lib import inference_run
+    from saie_lib.stages import discuss as inference_run
 
     cfg = from_dict(InferenceConfig, {"model": "tiny-random-smollm2", "device": "cpu", "dtype": "float32",
                                       "limit": 3, "agents": 2, "rounds": 1, "max_new_tokens": 6,

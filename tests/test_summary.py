@@ -2,7 +2,8 @@
 
 import pytest
 
-from saie_lib.summary import mcnemar_exact, paired, verdict
+from saie_lib.stats import mcnemar_exact
+from saie_lib.summary import paired, verdict
 
 
 @pytest.mark.parametrize("a_only, b_only, expected", [
@@ -28,7 +29,7 @@ def test_paired_refuses_different_examples():
 
 
 def test_min_discordant_is_the_first_count_that_reaches_significance():
-    from saie_lib.summary import ALPHA, min_discordant
+    from saie_lib.stats import ALPHA, min_discordant
 
     k = min_discordant()
     assert mcnemar_exact(k, 0) < ALPHA <= mcnemar_exact(k - 1, 0)

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from saie_lib import trainer
+from saie_lib.stages import train as trainer
 from saie_lib.artifacts import read_json, read_jsonl, run_file
 from saie_lib.config import TrainConfig, load_config
 from saie_lib.discussion import draw_stances

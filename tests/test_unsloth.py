@@ -32,7 +32,7 @@ def test_auto_backend_picks_unsloth_on_cuda():
 
 
 def test_unsloth_training_run_end_to_end(data_dir, tmp_path):
-    from saie_lib import trainer
+    from saie_lib.stages import train as trainer
     from saie_lib.artifacts import read_json, run_file
     from saie_lib.config import TrainConfig, load_config
 

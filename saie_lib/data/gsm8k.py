@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from saie_lib.data.checks import Located, require_text
 from saie_lib.data.hub import hub_records
 from saie_lib.data.io import Location, read_jsonl, require
 from saie_lib.parsing import normalize_number
@@ -24,7 +25,7 @@ def split_path(data_dir: Path, split: str) -> Path:
 
 def example_from_record(record: dict, split: str, index: int, where: Location) -> Example:
     """One Example from a row in the file's (and the Hub's) schema; index is the 0-based row number."""
-    question = require(record, "question", str, where)
+    question = require_text(require(record, "question", str, where), "question", where)
     solution = require(record, "answer", str, where)
     reasoning, mark, final = solution.rpartition(FINAL_ANSWER_MARK)
     if not mark:
@@ -41,11 +42,13 @@ def example_from_record(record: dict, split: str, index: int, where: Location) -
     )
 
 
-def from_files(data_dir: Path, split: str) -> list[Example]:
-    records = read_jsonl(split_path(data_dir, split))
-    return [example_from_record(record, split, index, where) for index, (where, record) in enumerate(records)]
+def _located(records, split: str) -> list[Located]:
+    return [(where, example_from_record(record, split, index, where)) for index, (where, record) in enumerate(records)]
 
 
-def from_hub(split: str) -> list[Example]:
-    records = hub_records(TASK.hub_id, TASK.hub_config, split)
-    return [example_from_record(record, split, index, where) for index, (where, record) in enumerate(records)]
+def from_files(data_dir: Path, split: str) -> list[Located]:
+    return _located(read_jsonl(split_path(data_dir, split)), split)
+
+
+def from_hub(split: str) -> list[Located]:
+    return _located(hub_records(TASK.hub_id, TASK.hub_config, split), split)

@@ -6,8 +6,9 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
+from saie_lib.data.checks import Located, require_choices, require_text
 from saie_lib.data.hub import hub_records
-from saie_lib.data.io import DataUnavailableError, Location, read_csv, require
+from saie_lib.data.io import DataUnavailableError, Location, list_folder, read_csv, require
 from saie_lib.tasks import Example, get_task
 
 TASK = get_task("mmlu")
@@ -22,7 +23,8 @@ def subject_files(data_dir: Path, split: str) -> dict[str, Path]:
     """Subject name -> CSV path for one split, in alphabetical order of subject."""
     folder = data_dir / "mmlu" / split
     suffix = f"_{split}.csv"
-    files = {path.name[: -len(suffix)]: path for path in sorted(folder.glob(f"*{suffix}"))}
+    files = {path.name[: -len(suffix)]: path for path in list_folder(folder) if path.name.endswith(suffix)}
+    files = {subject: path for subject, path in files.items() if subject}
     if not files:
         raise DataUnavailableError(f"no MMLU files {folder}/<subject>{suffix} found")
     return files
@@ -41,13 +43,20 @@ def select_subjects(requested: Iterable[str] | str | None, available: Collection
     return sorted(set(requested))
 
 
-def _example(*, split: str, subject: str, index: int, question: str, choices: list, answer: str) -> Example:
+def example_id(split: str, subject: str, index: int) -> str:
+    """Unique per split: the index (digits only) follows the last '-', so (subject, index) is recoverable."""
+    return f"mmlu-{split}-{subject}-{index}"
+
+
+def _example(
+    *, split: str, subject: str, index: int, question: str, choices: list, answer: str, where: Location
+) -> Example:
     return Example(
-        id=f"mmlu-{split}-{subject}-{index}",
+        id=example_id(split, require_text(subject, "subject", where), index),
         task=TASK.name,
-        question=question,
+        question=require_text(question, "question", where),
         answer=answer,
-        choices=tuple(choices),
+        choices=require_choices(choices, TASK.labels, where),
         subject=subject,
     )
 
@@ -57,14 +66,14 @@ def example_from_row(row: list[str], split: str, subject: str, index: int, where
     question, *choices, answer = row
     if answer not in TASK.labels:
         raise where.error(f"answer {answer!r} is not one of {', '.join(TASK.labels)}")
-    return _example(split=split, subject=subject, index=index, question=question, choices=choices, answer=answer)
+    return _example(
+        split=split, subject=subject, index=index, question=question, choices=choices, answer=answer, where=where
+    )
 
 
 def example_from_hub_row(row: dict, split: str, index: int, where: Location) -> Example:
     """One Example from a cais/mmlu row (answer is an int 0-3); index is the row's position within its subject."""
     choices = require(row, "choices", list, where)
-    if len(choices) != len(TASK.labels) or not all(isinstance(choice, str) for choice in choices):
-        raise where.error(f"choices should be {len(TASK.labels)} strings")
     answer = require(row, "answer", int, where)
     if isinstance(answer, bool) or not 0 <= answer < len(TASK.labels):
         raise where.error(f"answer {answer!r} should be an index 0-{len(TASK.labels) - 1}")
@@ -75,24 +84,28 @@ def example_from_hub_row(row: dict, split: str, index: int, where: Location) -> 
         question=require(row, "question", str, where),
         choices=choices,
         answer=TASK.labels[answer],
+        where=where,
     )
 
 
-def from_files(data_dir: Path, split: str, subjects: Iterable[str] | str | None = None) -> list[Example]:
+def _subject_file(path: Path, split: str, subject: str) -> list[Located]:
+    rows = enumerate(read_csv(path, N_COLUMNS))
+    return [(where, example_from_row(row, split, subject, index, where)) for index, (where, row) in rows]
+
+
+def from_files(data_dir: Path, split: str, subjects: Iterable[str] | str | None = None) -> list[Located]:
+    """Every row of the chosen subjects' files; an empty subject file raises (read_csv), never drops the subject."""
     files = subject_files(data_dir, split)
-    examples = []
-    for subject in select_subjects(subjects, files):
-        rows = read_csv(files[subject], N_COLUMNS)
-        examples += [example_from_row(row, split, subject, index, where) for index, (where, row) in enumerate(rows)]
-    return examples
+    chosen = select_subjects(subjects, files)
+    return [located for subject in chosen for located in _subject_file(files[subject], split, subject)]
 
 
-def from_hub(split: str, subjects: Iterable[str] | str | None = None) -> list[Example]:
-    examples = []
+def from_hub(split: str, subjects: Iterable[str] | str | None = None) -> list[Located]:
+    located: list[Located] = []
     rows_per_subject: Counter[str] = Counter()
     for where, row in hub_records(TASK.hub_id, TASK.hub_config, HUB_SPLITS[split]):
         subject = require(row, "subject", str, where)
-        examples.append(example_from_hub_row(row, split, rows_per_subject[subject], where))
+        located.append((where, example_from_hub_row(row, split, rows_per_subject[subject], where)))
         rows_per_subject[subject] += 1
     chosen = set(select_subjects(subjects, rows_per_subject))
-    return [example for example in examples if example.subject in chosen]
+    return [(where, example) for where, example in located if example.subject in chosen]

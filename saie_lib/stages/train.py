@@ -6,38 +6,38 @@ seed -> data -> learner + partner -> warm-up -> discussion -> save adapter -> ev
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
-from .artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
-from .baseline import baseline_run_dir, data_source
-from .checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
-from .config import TrainConfig, to_dict
-from .discussion import DiscussionState, advance, draw_stances, partner_turn, transcript_rows
-from .generation import Decoding
-from .partners import Sampling
-from .paths import cache_dir, run_dir as make_run_dir
-from .prompts import PROMPT_VERSION
-from .tasks import get_task
-from .training import (batched, discussion_targets, optimizer_step, plain_features, split_warmup,
-                       supervised_features)
+from .. import artifacts
+from ..artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
+from ..checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
+from ..config import TrainConfig
+from ..data import load_task
+from ..discussion import DiscussionState, advance, draw_stances, partner_turn, transcript_rows
+from ..evaluation import evaluate
+from ..generation import Decoding
+from ..learner import LoraSettings, load_learner
+from ..partners import Sampling
+from ..partners.local import build_partner
+from ..paths import cache_dir
+from ..prompts import PROMPT_VERSION
+from ..remark_cache import CachedPartner, RemarkCache
+from ..tasks import get_task
+from ..training import (batched, discussion_targets, optimizer_step, plain_features, split_warmup,
+                        supervised_features)
+from . import named_run_dir, open_run, record_session, stage_identity
 
 
 def run_identity(cfg: TrainConfig) -> dict[str, Any]:
-    return {**cfg.identity(), "prompt_version": PROMPT_VERSION}
-
-
-CONDITION_ORDER = ("none", "supportive", "adversarial", "saie")  # conventional fine-tuning first, SAIE last
+    return stage_identity(cfg)
 
 
 def training_run_dir(cfg: TrainConfig) -> Path:
-    name = f"{cfg.task}-{cfg.remark_policy}-{artifacts.slug(cfg.model)}-{artifacts.stable_hash(run_identity(cfg))}"
-    return make_run_dir(cfg.study, name, cfg.results_root)
+    return named_run_dir(cfg, f"{cfg.task}-{cfg.remark_policy}-{artifacts.slug(cfg.model)}", run_identity(cfg))
 
 
 @dataclass
@@ -55,18 +55,12 @@ class Session:
 
 
 def load_examples(cfg: TrainConfig, split: str, limit: int | None):
-    from .data import load_task
-
     return load_task(cfg.task, split, data_dir=cfg.data_dir, limit=limit, seed=cfg.seed)
 
 
 
 def open_session(cfg: TrainConfig, out: Path) -> Session:
     import torch
-
-    from .learner import LoraSettings, load_learner
-    from .partners.local import build_partner
-    from .remark_cache import CachedPartner, RemarkCache
 
     examples = load_examples(cfg, get_task(cfg.task).train_split, cfg.limit)
     warmup, discussion = split_warmup(examples, cfg.warmup_fraction, cfg.seed)
@@ -190,8 +184,6 @@ def run_schedule(s: Session, start: int, *, progress: bool = True) -> None:
 
 def finish(s: Session, started: float, *, progress: bool = True) -> None:
     """Save the final adapter, evaluate the trained learner, write metrics.json last (the finished marker)."""
-    from .evaluation import evaluate
-
     s.learner.save_adapter(run_file(s.out, "adapter"))
     if s.cfg.save_merged:
         s.learner.save_merged(run_file(s.out, "merged"))
@@ -228,36 +220,12 @@ def partner_summary(s: Session) -> dict[str, Any]:
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     """Train and evaluate one learner; a finished identical run is returned untouched, an unfinished one resumes."""
     out = training_run_dir(cfg)
-    if artifacts.is_finished(out):
+    if not open_run(out, run_identity(cfg), cfg):
         return out
-    from .generation import set_seed
-
-    artifacts.prepare_run_dir(out, run_identity(cfg), to_dict(cfg))
-    set_seed(cfg.seed)
     started = time.perf_counter()
     s = open_session(cfg, out)
-    artifacts.record_session(out, artifacts.env_record(
-        seed=cfg.seed, prompt_version=PROMPT_VERSION, model=s.learner.info, partner=s.partner.model_id,
-        data_source=data_source(cfg)), resolved={"model_source": s.learner.info["source"],
-                                                 "partner": s.partner.model_id})
+    record_session(out, cfg, model=s.learner.info, partner=s.partner.model_id,
+                   resolved={"model_source": s.learner.info["source"], "partner": s.partner.model_id})
     run_schedule(s, resume(s), progress=progress)
     finish(s, started, progress=progress)
     return out
-
-
-def base_eval_config(cfg: TrainConfig):
-    """The untrained model evaluated on exactly the examples and decoding the trained learner is evaluated on."""
-    from .config import EvalConfig
-
-    return EvalConfig(study=cfg.study, task=cfg.task, model=cfg.model, model_source=cfg.model_source,
-                      limit=cfg.eval_limit, seed=cfg.seed, data_dir=cfg.data_dir, results_root=cfg.results_root,
-                      batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, dtype=cfg.dtype,
-                      device=cfg.device, trust_remote_code=cfg.trust_remote_code)
-
-
-def condition_runs(cfg: TrainConfig) -> list[Path]:
-    """The finished runs that differ from `cfg` in the remark policy only, after the untrained model's run on
-    the same evaluation examples: the comparison this config belongs to, and nothing else."""
-    candidates = [baseline_run_dir(base_eval_config(cfg))]
-    candidates += [training_run_dir(dataclasses.replace(cfg, remark_policy=p)) for p in CONDITION_ORDER]
-    return [path for path in candidates if artifacts.is_finished(path)]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from saie_lib import baseline
+from saie_lib.stages import evaluate
 from saie_lib.artifacts import read_json, read_jsonl, run_file
 from saie_lib.config import load_config
 from saie_lib.reporting import summary_rows, to_markdown, write_table
@@ -15,7 +15,7 @@ def cfg(data_dir, tmp_path):
 
 
 def test_run_writes_a_complete_record(cfg):
-    out = baseline.run_baseline(cfg, progress=False)
+    out = evaluate.run_evaluation(cfg, progress=False)
     metrics = read_json(run_file(out, "metrics"))
     samples = read_jsonl(run_file(out, "samples"))
     env = read_json(run_file(out, "env"))
@@ -30,26 +30,26 @@ def test_run_writes_a_complete_record(cfg):
 
 
 def test_identical_finished_run_is_not_redone(cfg, monkeypatch):
-    out = baseline.run_baseline(cfg, progress=False)
+    out = evaluate.run_evaluation(cfg, progress=False)
     before = run_file(out, "metrics").stat().st_mtime_ns
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was recomputed")
 
-    monkeypatch.setattr("saie_lib.evaluation.evaluate", fail)
+    monkeypatch.setattr("saie_lib.stages.evaluate.evaluate", fail)
     monkeypatch.setattr("saie_lib.models.load_model", fail)
-    assert baseline.run_baseline(cfg, progress=False) == out
+    assert evaluate.run_evaluation(cfg, progress=False) == out
     assert run_file(out, "metrics").stat().st_mtime_ns == before
 
 
 def test_different_seed_is_a_different_run(cfg):
     import dataclasses
 
-    assert baseline.baseline_run_dir(cfg) != baseline.baseline_run_dir(dataclasses.replace(cfg, seed=1))
+    assert evaluate.eval_run_dir(cfg) != evaluate.eval_run_dir(dataclasses.replace(cfg, seed=1))
 
 
 def test_tables_and_figure_from_run_dirs(cfg, tmp_path):
-    runs = baseline.run_baselines(cfg, ["gsm8k", "commonsense_qa"], progress=False)
+    runs = evaluate.run_evaluations(cfg, ["gsm8k", "commonsense_qa"], progress=False)
     rows = summary_rows(runs)
     assert [r["task"] for r in rows] == ["gsm8k", "commonsense_qa"]
     csv_path, md_path = write_table(rows, "demo", tmp_path)

@@ -10,24 +10,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
-from .artifacts import read_jsonl, run_file, write_jsonl
-from .config import InferenceConfig, to_dict
-from .discussion_analysis import accuracy_by_round, flips_by_round, reasoning_only, robustness, rouge_scores
-from .generation import Decoding
-from .inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
-from .partners import Sampling
-from .paths import run_dir as make_run_dir
-from .prompts import PROMPT_VERSION
+from .. import artifacts
+from ..artifacts import read_jsonl, run_file, write_jsonl
+from ..config import InferenceConfig
+from ..data import load_task
+from ..discussion_analysis import accuracy_by_round, flips_by_round, robustness
+from ..generation import Decoding
+from ..inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
+from ..learner import Learner
+from ..models import load_model
+from ..partners import Sampling
+from ..partners.local import AdapterOffPartner, LocalModelPartner
+from ..prompts import PROMPT_VERSION
+from ..stats import reasoning_rouge
+from ..tasks import get_task
+from . import named_run_dir, open_run, record_session, stage_identity
 
 
 def run_identity(cfg: InferenceConfig) -> dict[str, Any]:
-    return {**cfg.identity(), "prompt_version": PROMPT_VERSION}
+    return stage_identity(cfg)
 
 
 def inference_run_dir(cfg: InferenceConfig) -> Path:
-    name = f"{cfg.task}-{artifacts.slug(label_of(cfg))}-{artifacts.stable_hash(run_identity(cfg))}"
-    return make_run_dir(cfg.study, name, cfg.results_root)
+    return named_run_dir(cfg, f"{cfg.task}-{artifacts.slug(label_of(cfg))}", run_identity(cfg))
 
 
 def label_of(cfg: InferenceConfig) -> str:
@@ -38,8 +43,6 @@ def label_of(cfg: InferenceConfig) -> str:
 
 def load_discussant(cfg: InferenceConfig):
     """The model for every agent: the base model, with the trained LoRA adapter on top when given."""
-    from .models import load_model
-
     model, tokenizer, info = load_model(cfg.model, source=cfg.model_source, dtype=cfg.dtype, device=cfg.device,
                                         trust_remote_code=cfg.trust_remote_code)
     if cfg.adapter:
@@ -47,7 +50,7 @@ def load_discussant(cfg: InferenceConfig):
 
         if not (Path(cfg.adapter) / "adapter_config.json").is_file():
             raise ValueError(f"config field 'adapter' = {cfg.adapter!r}: no peft adapter there. Adapters are not "
-                             "committed; train one with notebook 02 / `make train` (remove a finished run dir "
+                             "committed; train one with notebook 02 or `make reproduce` (remove a finished run dir "
                              "to re-create its adapter)")
 
         model = PeftModel.from_pretrained(model, cfg.adapter).eval()
@@ -74,9 +77,6 @@ def run_setting(setting: str, cfg: InferenceConfig, model: Any, tokenizer: Any, 
 
 def frozen_partner(model: Any, tokenizer: Any, cfg: InferenceConfig):
     """The partner of partner_discussion: the base model (adapters off, when the model has them)."""
-    from .learner import Learner
-    from .partners.local import AdapterOffPartner, LocalModelPartner
-
     info = {"name": cfg.model, "source": cfg.model_source, "dtype": str(model.dtype).removeprefix("torch.")}
     if cfg.adapter:
         return AdapterOffPartner(Learner(model, tokenizer, info), batch_size=cfg.batch_size)
@@ -94,33 +94,25 @@ def setting_metrics(rows: list[dict], examples: list, seed: int) -> dict[str, An
         "by_round": by_round, "final": by_round[-1], "flips": flips_by_round(rows),
         **({"robustness": robustness(rows)} if stance_rows else {}),
         "generations_per_example": len(rows) / len(examples),
-        "rouge": rouge_scores([reasoning_only(r["output"]) for r in final_rows],
-                              [references[r["id"]] for r in final_rows]),
+        "rouge": reasoning_rouge([r["output"] for r in final_rows], [references[r["id"]] for r in final_rows]),
     }
 
 
 def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     """All configured settings on the same examples; finished settings are kept, a finished run is reused."""
     out = inference_run_dir(cfg)
-    if artifacts.is_finished(out):
+    if not open_run(out, run_identity(cfg), cfg):
         return out
     from tqdm.auto import tqdm
 
-    from .data import load_task
-    from .generation import set_seed
-    from .tasks import get_task
-
-    artifacts.prepare_run_dir(out, run_identity(cfg), to_dict(cfg))
-    set_seed(cfg.seed)
     examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
                          seed=cfg.seed)
     model, tokenizer, info = load_discussant(cfg)
-    artifacts.record_session(out, artifacts.env_record(seed=cfg.seed, prompt_version=PROMPT_VERSION, model=info),
-                             resolved={"model_source": info["source"]})
+    record_session(out, cfg, model=info, resolved={"model_source": info["source"]})
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
     for setting in tqdm(cfg.settings, desc="settings", disable=not progress):
-        path = out / f"samples.{setting}.jsonl"
+        path = artifacts.setting_samples(out, setting)
         if not path.exists():
             write_jsonl(path, run_setting(setting, cfg, model, tokenizer, examples))
         metrics[setting] = setting_metrics(read_jsonl(path), examples, cfg.seed)
