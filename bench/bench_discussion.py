@@ -17,17 +17,17 @@ import time
 from pathlib import Path
 
 from saie_lib import artifacts
-from saie_lib.stages import train as trainer
 from saie_lib.config import TrainConfig
 from saie_lib.data import load_task
 from saie_lib.discussion import DiscussionState, advance, draw_stances, partner_turn
 from saie_lib.generation import Decoding, generate, render_chat
-from saie_lib.learner import LoraSettings, Learner
+from saie_lib.learner import Learner, LoraSettings
 from saie_lib.partners import Sampling
 from saie_lib.partners.local import AdapterOffPartner
 from saie_lib.paths import results_dir
 from saie_lib.prompts import build_messages, format_target, partner_messages
 from saie_lib.remark_cache import CachedPartner, RemarkCache
+from saie_lib.stages import train as trainer
 from saie_lib.training import optimizer_step, supervised_features
 
 

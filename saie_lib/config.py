@@ -13,6 +13,7 @@ from .conditions import INFERENCE_SETTINGS, REMARK_POLICIES
 from .models import MODEL_ALIASES
 from .paths import configs_dir
 from .tasks import TASKS
+from .yaml_files import read_yaml_mapping
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -260,15 +261,11 @@ def recipe_path(recipe: str | Path) -> Path:
 
 def load_config(recipe: str | Path | None = None, cls: type = EvalConfig, **overrides: Any):
     """Recipe YAML (optional) with keyword overrides on top, validated into `cls`."""
-    import yaml
-
     data: dict[str, Any] = {}
     source = "overrides"
     if recipe is not None:
         path = recipe_path(recipe)
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a recipe must be a mapping of config fields")
+        data = read_yaml_mapping(path, "recipe")
         source = str(path)
     data.update(overrides)
     return from_dict(cls, data, source)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .artifacts import stable_hash
+from .conditions import STANCES
 from .parsing import grade
 from .partners import Partner, Sampling
-from .conditions import STANCES
 from .prompts import build_messages, partner_messages, revision_turns
 from .tasks import Example
 

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from .artifacts import append_jsonl, read_jsonl, write_jsonl
 from .generation import Decoding, generate, render_chat
 from .parsing import grade
+from .progress import progress_bar
 from .prompts import build_messages
 from .stats import reasoning_rouge, wilson_interval
 from .tasks import Example
@@ -72,9 +73,7 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
 
 
 def _progress(chunks: range, enabled: bool, total: int, step: int):
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc="evaluate", unit="ex", disable=not enabled or total == 0)
+    bar = progress_bar(total=total, desc="evaluate", unit="ex", disable=not enabled or total == 0)
     for start in chunks:
         yield start
         bar.update(min(step, total - start))

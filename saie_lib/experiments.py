@@ -16,8 +16,8 @@ from typing import Any
 
 from . import artifacts
 from .conditions import CONDITIONS, REMARK_POLICIES
-from .paths import results_root as resolve_results_root
 from .config import TrainConfig, eval_config_for
+from .paths import results_root as resolve_results_root
 from .profiles import Profile
 from .stages.discuss import run_inference
 from .stages.evaluate import eval_run_dir, run_evaluation

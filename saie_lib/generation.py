@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .progress import progress_bar
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -49,12 +51,10 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], decoding: Decod
              batch_size: int = 8, progress: bool = True, desc: str = "generate") -> list[str]:
     """Completions for rendered prompts, in input order. Prompts are batched longest-first to
     waste little padding; each batch is one `model.generate` call with the KV cache."""
-    from tqdm.auto import tqdm
-
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     outputs: list[str] = [""] * len(prompts)
     batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-    for batch in tqdm(batches, desc=desc, disable=not progress or not batches, unit="batch"):
+    for batch in progress_bar(batches, desc=desc, disable=not progress or not batches, unit="batch"):
         texts = generate_batch(model, tokenizer, [prompts[i] for i in batch], decoding)
         for index, text in zip(batch, texts):
             outputs[index] = text

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 from .artifacts import stable_hash
 from .discussion import DiscussionState, advance, draw_stances, partner_turn
 from .generation import Decoding, generate, render_chat
-from .partners import Partner, Sampling
 from .parsing import grade
+from .partners import Partner, Sampling
 from .prompts import build_messages, other_agents_turns, self_review_turns
 from .tasks import Example
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .config import BACKENDS
 from .generation import Decoding, generate, render_chat
 from .models import load_model, pick_device, pick_dtype, resolve_model
-
-from .config import BACKENDS
+from .training import collate, target_loss
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,6 @@ class Learner:
 
     def target_loss(self, features: Sequence[dict]):
         """Cross-entropy on the target tokens only, with logits for the target positions only."""
-        from .training import target_loss
-
         return target_loss(self.model, features, self.tokenizer.pad_token_id, self.device)
 
     def trainable_parameters(self) -> list:
@@ -151,8 +149,6 @@ class UnslothLearner(Learner):
 
     def target_loss(self, features: Sequence[dict]):
         """Unsloth computes the loss itself (fused, memory-light) and returns no logits in training."""
-        from .training import collate
-
         batch = {k: v.to(self.device) for k, v in collate(features, self.tokenizer.pad_token_id).items()}
         batch.pop("position_ids")
         return self.model(**batch).loss

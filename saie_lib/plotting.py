@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .paths import figures_dir
+from .reporting import ordered_settings
 from .tasks import get_task
 
 
@@ -88,8 +89,6 @@ def plot_training(logs: dict[str, Sequence[dict[str, Any]]], name: str, *,
 def plot_inference(metrics: dict[str, Any], name: str, *, results_root: str | os.PathLike | None = None) -> Path:
     """Left: voted accuracy by round per setting with 95% CIs (individual at round 0; self-consistency, which
     spends the discussion's budget, drawn at the last round). Right: answer flips per round."""
-    from .reporting import ordered_settings
-
     plt = _pyplot()
     settings = dict(ordered_settings(metrics))
     last = max(max(r["round"] for r in s["by_round"]) for s in settings.values())

@@ -16,6 +16,7 @@ from typing import Any
 from .config import InferenceConfig, TrainConfig, from_dict
 from .paths import configs_dir
 from .tasks import TASKS
+from .yaml_files import read_yaml_mapping
 
 PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train", "tasks", "inference")
 SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed")
@@ -62,12 +63,8 @@ def available_profiles() -> list[str]:
 def load_profile(name: str | Path) -> Profile:
     """Read and fully validate a profile: every config it implies is built once, so a bad field fails here,
     named with its file, and not an hour into a run."""
-    import yaml
-
     path = profile_path(name)
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a profile must be a mapping with keys {list(PROFILE_KEYS)}")
+    data = read_yaml_mapping(path, "profile")
     unknown = sorted(set(data) - set(PROFILE_KEYS))
     missing = [k for k in ("description", "expected_wall_time", "expected_memory", "train") if k not in data]
     if unknown or missing:

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 from . import artifacts
 from .experiments import EXPERIMENTS, MARKER, condition_run_dirs, experiment_dir, get_experiment, inference_configs
-from .paths import repo_root, results_root as resolve_results_root
+from .notebook_runner import execute
+from .paths import results_root as resolve_results_root
 from .profiles import Profile, load_profile
 from .stages.discuss import inference_run_dir
 
@@ -43,17 +44,6 @@ def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
     return all(recorded.get(c) == d.name and artifacts.is_finished(d) for c, d in expected.items())
 
 
-def execute(notebook: str, output: Path, parameters: dict[str, Any], *, progress: bool) -> None:
-    try:
-        import papermill
-    except ImportError as error:
-        raise ImportError("make reproduce runs notebooks with papermill: pip install -e '.[notebook]'") from error
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(repo_root() / "notebooks" / notebook), str(output), parameters=parameters,
-                               cwd=str(repo_root() / "notebooks"), progress_bar=progress, kernel_name="python3")
-
-
 def log(profile: str, results_root: Path, row: dict[str, Any]) -> None:
     git = artifacts.git_state()
     artifacts.append_jsonl(results_root / "runs" / profile / artifacts.REPRODUCE_LOG, [{
@@ -72,7 +62,8 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
     print(f"[reproduce] {profile.name}/{name}: notebooks/{experiment.notebook} -> {output}", file=sys.stderr)
     started = time.perf_counter()
     try:
-        execute(experiment.notebook, output, {"profile": profile.name, **locations}, progress=progress)
+        execute(experiment.notebook, output, {"profile": profile.name, **locations}, progress=progress,
+                results_root=results_root, data_dir=data_dir)
     except Exception:
         log(profile.name, results_root, {"experiment": name, "status": "failed",
                                          "seconds": round(time.perf_counter() - started, 1)})
@@ -87,7 +78,8 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
 
 def build_summary(results_root: Path, *, progress: bool) -> Path:
     output = results_root / "runs" / SUMMARY_NOTEBOOK
-    execute(SUMMARY_NOTEBOOK, output, {"results_root": str(results_root)}, progress=progress)
+    execute(SUMMARY_NOTEBOOK, output, {"results_root": str(results_root)}, progress=progress,
+            results_root=results_root)
     return output
 
 
@@ -111,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", required=True, help="configs/profiles/<name>.yaml, e.g. cpu-small")
     parser.add_argument("--experiments", default=None,
                         help=f"comma-separated subset of {','.join(EXPERIMENTS)} (default: all, in that order)")
-    parser.add_argument("--data-dir", default=None, help="original data files (default: env SAIE_DATA_DIR, else the Hub)")
+    parser.add_argument("--data-dir", default=None,
+                        help="original data files (default: env SAIE_DATA_DIR, else the Hub)")
     parser.add_argument("--results-root", default=None, help="default: env SAIE_RESULTS_DIR, else <repo>/results")
     parser.add_argument("--no-summary", action="store_true", help="skip notebooks/90_figures_tables")
     parser.add_argument("--force", action="store_true",

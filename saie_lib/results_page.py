@@ -6,13 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import REPRODUCE_LOG, read_jsonl
+from .artifacts import REPRODUCE_LOG, atomic_write_text, read_jsonl
 from .conditions import CONDITIONS
 from .experiments import EXPERIMENTS, marker_run_dirs
+from .paths import results_root as _root
+from .profiles import available_profiles, load_profile
+from .reporting import to_markdown
 from .stats import ALPHA, min_discordant
-from .summary import (FINDING_COLUMNS, _root, condition_rows, finished_experiments, findings,
-                      inference_condition_rows, profiles_with_results, rouge_findings,
-                      write_combined, write_experiment_outputs)
+from .summary import (
+    FINDING_COLUMNS,
+    condition_rows,
+    findings,
+    finished_experiments,
+    inference_condition_rows,
+    profiles_with_results,
+    rouge_findings,
+    write_combined,
+    write_experiment_outputs,
+)
 
 
 def plain_statements(checked: list[dict[str, Any]]) -> list[str]:
@@ -49,12 +60,17 @@ def measured_seconds(profile: str, results_root: str | Path | None = None) -> di
 
 
 def profile_section(profile: str, results_root: str | Path | None = None) -> list[str]:
-    from .profiles import load_profile
-    from .reporting import to_markdown
-
     root = _root(results_root)
     experiments = finished_experiments(profile, root)
     outputs = {name: write_experiment_outputs(profile, name, root) for name in experiments}
+    lines = _header_lines(profile, experiments, root)
+    lines += _training_lines(profile, experiments)
+    lines += _inference_lines(profile, experiments)
+    lines += _findings_lines(profile, root)
+    return lines + _record_lines(experiments, outputs, root) + [""]
+
+
+def _header_lines(profile: str, experiments: dict[str, Any], root: Path) -> list[str]:
     spec = load_profile(profile)
     seconds = measured_seconds(profile, root)
     lines = [f"## Profile `{profile}`", "", f"{spec.description}. Profile file: "
@@ -63,55 +79,75 @@ def profile_section(profile: str, results_root: str | Path | None = None) -> lis
     if seconds:
         total = sum(seconds.get(e, 0.0) for e in experiments)
         lines += [f"Measured notebook wall time (last full execution of each, from "
-                  f"[`runs/{profile}/reproduce_log.jsonl`](runs/{profile}/reproduce_log.jsonl)): "
+                  f"[`runs/{profile}/{REPRODUCE_LOG}`](runs/{profile}/{REPRODUCE_LOG})): "
                   + ", ".join(f"{e} {seconds[e] / 60:.1f} min" for e in experiments if e in seconds)
                   + f"; {total / 60:.1f} min in all.", ""]
+    return lines
+
+
+def _training_lines(profile: str, experiments: dict[str, Any]) -> list[str]:
     training = [r for name, m in experiments.items() if m["kind"] == "training" for r in condition_rows(m)]
-    if training:
-        lines += ["### Accuracy of the five conditions", "",
-                  "Flexible parse, unparseable = wrong; 95% Wilson interval in brackets. Same training examples, "
-                  "steps, seed and evaluation examples in every column.", ""]
-        lines += _pivot(training, "task", CONDITIONS, _interval)
-        lines += ["", f"![conditions](figures/{profile}_conditions.png)", "",
-                  "Invalid-answer rate and ROUGE-L of the reasoning (answer line removed) against the reference "
-                  "rationales (GSM8K solutions, CoS-E for CommonsenseQA; MMLU has none):", ""]
-        lines += _pivot(training, "task", CONDITIONS, lambda r: f"inv {r['invalid_rate']:.2f}"
-                        + (f" · R-L {r['rougeL']:.3f}" if r["rougeL"] is not None else ""))
-        lines.append("")
+    if not training:
+        return []
+    lines = ["### Accuracy of the five conditions", "",
+             "Flexible parse, unparseable = wrong; 95% Wilson interval in brackets. Same training examples, "
+             "steps, seed and evaluation examples in every column.", ""]
+    lines += _pivot(training, "task", CONDITIONS, _interval)
+    lines += ["", f"![conditions](figures/{profile}_conditions.png)", "",
+              "Invalid-answer rate and ROUGE-L of the reasoning (answer line removed) against the reference "
+              "rationales (GSM8K solutions, CoS-E for CommonsenseQA; MMLU has none):", ""]
+    lines += _pivot(training, "task", CONDITIONS, lambda r: f"inv {r['invalid_rate']:.2f}"
+                    + (f" · R-L {r['rougeL']:.3f}" if r["rougeL"] is not None else ""))
+    return lines + [""]
+
+
+def _inference_lines(profile: str, experiments: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     for name, marker in experiments.items():
-        if marker["kind"] == "inference":
-            rows = inference_condition_rows(marker)
-            settings = list(dict.fromkeys(r["setting"] for r in rows))
-            lines += [f"### Discussion at inference time ({marker['task']})", "",
-                      "Final-round accuracy (majority vote of valid answers) of each condition's model, per "
-                      "setting:", ""]
-            lines += _pivot(rows, "condition", settings, _interval)
-            lines += ["", f"![inference](figures/{profile}_{name}.png)", ""]
+        if marker["kind"] != "inference":
+            continue
+        rows = inference_condition_rows(marker)
+        settings = list(dict.fromkeys(r["setting"] for r in rows))
+        lines += [f"### Discussion at inference time ({marker['task']})", "",
+                  "Final-round accuracy (majority vote of valid answers) of each condition's model, per "
+                  "setting:", ""]
+        lines += _pivot(rows, "condition", settings, _interval)
+        lines += ["", f"![inference](figures/{profile}_{name}.png)", ""]
+    return lines
+
+
+def _findings_lines(profile: str, root: Path) -> list[str]:
     checked = findings(profile, root)
-    if checked:
-        counts = {v: sum(f["verdict"] == v for f in checked) for v in ("holds", "reversed", "not resolved at this n")}
-        lines += ["### Do the paper's findings hold at this scale?", "",
-                  f"Paired on the same examples (exact McNemar test, two-sided, alpha {ALPHA}). "
-                  f"Of {len(checked)} comparisons: {counts['holds']} hold, {counts['reversed']} are reversed, "
-                  f"{counts['not resolved at this n']} are not resolved at this sample size. (A claim can only hold "
-                  f"when at least {min_discordant()} examples are discordant and all of them favour it.)", ""]
-        lines += plain_statements(checked) + [""]
-        lines.append(to_markdown(checked, FINDING_COLUMNS))
-        rouge = rouge_findings(profile, root)
-        if rouge:
-            lines += ["Chain-of-thought verbalisation (the paper: better ROUGE against reference rationales). "
-                      "ROUGE-L of SAIE vs conventional fine-tuning, descriptive only (no test):", ""]
-            lines += [f"- {r['task']}: SAIE {r['rougeL_saie']:.3f} vs none {r['rougeL_none']:.3f} "
-                      f"({r['direction']})" for r in rouge]
-            lines.append("")
-    lines += ["### Run records", ""]
+    if not checked:
+        return []
+    counts = {v: sum(f["verdict"] == v for f in checked) for v in ("holds", "reversed", "not resolved at this n")}
+    lines = ["### Do the paper's findings hold at this scale?", "",
+             f"Paired on the same examples (exact McNemar test, two-sided, alpha {ALPHA}). "
+             f"Of {len(checked)} comparisons: {counts['holds']} hold, {counts['reversed']} are reversed, "
+             f"{counts['not resolved at this n']} are not resolved at this sample size. (A claim can only hold "
+             f"when at least {min_discordant()} examples are discordant and all of them favour it.)", ""]
+    lines += plain_statements(checked) + [""]
+    lines.append(to_markdown(checked, FINDING_COLUMNS))
+    rouge = rouge_findings(profile, root)
+    if rouge:
+        lines += ["Chain-of-thought verbalisation (the paper: better ROUGE against reference rationales). "
+                  "ROUGE-L of SAIE vs conventional fine-tuning, descriptive only (no test):", ""]
+        lines += [f"- {r['task']}: SAIE {r['rougeL_saie']:.3f} vs none {r['rougeL_none']:.3f} "
+                  f"({r['direction']})" for r in rouge]
+        lines.append("")
+    return lines
+
+
+def _record_lines(experiments: dict[str, Any], outputs: dict[str, Any], root: Path) -> list[str]:
+    lines = ["### Run records", ""]
     for name, marker in experiments.items():
         folder = marker["folder"].relative_to(root)
         notebook = EXPERIMENTS[name].notebook
+        runs = ", ".join(f"[{c}]({folder}/{d.name})" for c, d in marker_run_dirs(marker, marker["folder"]).items())
+        table = outputs[name]["table"].relative_to(root)
         lines.append(f"- **{marker['title']}** — executed notebook [`{folder}/{notebook}`]({folder}/{notebook}); "
-                     + ", ".join(f"[{c}]({folder}/{d.name})" for c, d in marker_run_dirs(marker, marker["folder"]).items())
-                     + f"; table [`{outputs[name]['table'].relative_to(root)}`]({outputs[name]['table'].relative_to(root)})")
-    return lines + [""]
+                     f"{runs}; table [`{table}`]({table})")
+    return lines
 
 
 HEADER = """# Results
@@ -130,7 +166,6 @@ the same software reproduces greedy outputs up to floating-point nondeterminism 
 
 def build_all(results_root: str | Path | None = None) -> Path:
     """Every profile's tables and figures, then results/README.md."""
-    from .artifacts import atomic_write_text
 
     root = _root(results_root)
     profiles_table(root)
@@ -152,8 +187,6 @@ INFERENCE_FIELDS = ("task", "settings", "agents", "rounds", "temperature", "limi
 def profiles_table(results_root: str | Path | None = None) -> Path:
     """results/tables/profiles.md: the resolved defaults of every committed profile, side by side (the SAIE
     condition on CommonsenseQA; per-task overrides listed below the table)."""
-    from .artifacts import atomic_write_text
-    from .profiles import available_profiles, load_profile
 
     profiles = [load_profile(p) for p in available_profiles()]
     train = {p.name: p.training_config("commonsense_qa", "saie") for p in profiles}

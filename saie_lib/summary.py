@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import read_json, read_jsonl, run_file, setting_samples
-from .conditions import CONDITIONS, REMARK_POLICIES
+from .conditions import REMARK_POLICIES
 from .experiments import EXPERIMENTS, MARKER, experiment_dir, marker_run_dirs
 from .paths import results_root as _root
-from .reporting import inference_rows, ordered_settings, summary_row
+from .plotting import plot_accuracy, plot_inference_conditions, plot_training
+from .reporting import inference_rows, ordered_settings, summary_row, training_log, write_table
 from .stats import ALPHA, mcnemar_exact
+from .voting import vote_many
 
 CONDITION_COLUMNS = ("experiment", "task", "condition", "n", "accuracy", "ci95_low", "ci95_high", "invalid_rate",
                      "rouge1", "rouge2", "rougeL", "steps", "run")
@@ -59,8 +61,6 @@ def _correct_by_id(run_dir: Path) -> dict[str, bool]:
 
 
 def _final_vote_correct(run_dir: Path, setting: str, seed: int) -> dict[str, bool]:
-    from .voting import vote_many
-
     rows = read_jsonl(setting_samples(run_dir, setting))
     last = max(r["round"] for r in rows)
     final = [r for r in rows if r["round"] == last]
@@ -101,7 +101,8 @@ def inference_condition_rows(marker: dict[str, Any]) -> list[dict[str, Any]]:
 TRAINING_CLAIMS = (("saie", "none", "SAIE beats conventional fine-tuning"),
                    ("saie", "supportive", "SAIE beats supportive-only discussion"),
                    ("saie", "adversarial", "SAIE beats adversarial-only discussion"),
-                   ("none", "base", "conventional fine-tuning beats the untrained model (a sanity check, not a paper claim)"))
+                   ("none", "base",
+                    "conventional fine-tuning beats the untrained model (a sanity check, not a paper claim)"))
 INFERENCE_CLAIMS = (("saie", "none", "the SAIE model beats the conventionally fine-tuned one"),
                     ("saie", "base", "the SAIE model beats the untrained model"))
 
@@ -149,9 +150,6 @@ def rouge_findings(profile: str, results_root: str | Path | None = None) -> list
 
 def write_experiment_outputs(profile: str, experiment: str, results_root: str | Path | None = None) -> dict[str, Path]:
     """The table and figures of one finished experiment: results/tables|figures/<profile>_<experiment>*."""
-    from .plotting import plot_accuracy, plot_inference_conditions, plot_training
-    from .reporting import training_log, write_table
-
     marker = finished_experiments(profile, results_root)[experiment]
     name = f"{profile}_{experiment}"
     if marker["kind"] == "training":
@@ -176,9 +174,6 @@ FINDING_COLUMNS = ("experiment", "task", "setting", "claim", "n", "accuracy_a", 
 
 def write_combined(profile: str, results_root: str | Path | None = None) -> dict[str, Path]:
     """The profile's combined tables (conditions of every task, findings) and the conditions figure."""
-    from .plotting import plot_accuracy
-    from .reporting import write_table
-
     experiments = finished_experiments(profile, results_root)
     rows = [r for m in experiments.values() if m["kind"] == "training" for r in condition_rows(m)]
     written: dict[str, Path] = {}

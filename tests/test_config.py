@@ -4,7 +4,7 @@ from saie_lib.config import EvalConfig, from_dict, load_config, recipe_overrides
 
 
 def test_recipe_loads_and_overrides_win():
-    cfg = load_config("cpu-small", limit=5, task="mmlu")
+    cfg = load_config("eval-smollm2-cpu", limit=5, task="mmlu")
     assert cfg.model == "smollm2-135m-instruct" and cfg.limit == 5 and cfg.task == "mmlu"
 
 
@@ -25,11 +25,11 @@ def test_invalid_values_name_the_field(field, value, message):
 
 def test_unknown_key_is_an_error():
     with pytest.raises(ValueError, match="unknown config field.*'bach_size'"):
-        load_config("cpu-small", bach_size=4)
+        load_config("eval-smollm2-cpu", bach_size=4)
 
 
 def test_unknown_recipe_lists_available():
-    with pytest.raises(ValueError, match="cpu-small"):
+    with pytest.raises(ValueError, match="eval-smollm2-cpu"):
         load_config("no-such-recipe")
 
 

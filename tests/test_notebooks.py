@@ -23,7 +23,7 @@ def test_baseline_notebook_runs_on_tiny_model(data_dir, tmp_path):
 
     papermill.execute_notebook(
         str(REPO / "notebooks" / "01_baseline_eval.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters={"recipe": "tiny", "tasks": ["gsm8k", "mmlu"], "limit": 2, "data_dir": str(data_dir),
+        parameters={"recipe": "eval-tiny", "tasks": ["gsm8k", "mmlu"], "limit": 2, "data_dir": str(data_dir),
                     "results_root": str(tmp_path), "study": "smoke"},
         cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3",
     )
@@ -39,7 +39,7 @@ def test_training_notebook_runs_on_tiny_model(data_dir, tmp_path):
 
     papermill.execute_notebook(
         str(REPO / "notebooks" / "02_train_saie.ipynb"), str(tmp_path / "out.ipynb"),
-        parameters={"recipe": "tiny-train", "task": "gsm8k", "limit": 6, "eval_limit": 2, "data_dir": str(data_dir),
+        parameters={"recipe": "train-tiny", "task": "gsm8k", "limit": 6, "eval_limit": 2, "data_dir": str(data_dir),
                     "results_root": str(tmp_path), "study": "smoke"},
         cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3",
     )

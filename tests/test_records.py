@@ -1,5 +1,5 @@
 """Committed run records are portable (no machine path, no secret) and keep their run identities;
-unit tests of saie_lib.portable. Fast: no model, no torch."""
+unit tests of saie_lib.portable and saie_lib.record_audit. Fast: no model, no torch."""
 
 import json
 import os
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from saie_lib import portable as P
+from saie_lib import record_audit as A
 from saie_lib.artifacts import stable_hash
 from saie_lib.config import LOCATION_FIELDS
 
@@ -22,8 +23,8 @@ HASH_SUFFIX = re.compile(r"-([0-9a-f]{10})$")
 # --- the committed records ------------------------------------------------------------------------------
 
 def test_committed_results_name_no_machine_and_hold_no_secret():
-    findings = P.find_unportable(RESULTS)
-    assert findings == [], "not portable (fix with python -m saie_lib.portable --rewrite results ...):\n" + \
+    findings = A.find_unportable(RESULTS)
+    assert findings == [], "not portable (fix with python -m saie_lib.record_audit --rewrite results ...):\n" + \
         "\n".join(f"{name}:{line}: {text}" for name, line, text in findings)
 
 
@@ -140,7 +141,7 @@ def test_find_unportable_catches_paths_and_secrets_and_ignores_relative_paths(tm
     (tmp_path / "figure.png").write_bytes(b"\x89PNG\0 /home/alice/x")  # binary: skipped
     (tmp_path / "run" / "adapter").mkdir()
     (tmp_path / "run" / "adapter" / "adapter_config.json").write_text('"/home/alice/x"')  # git-ignored
-    assert P.find_unportable(tmp_path) == [("notes.md", 1, "sk-abcdefgh12345678"),
+    assert A.find_unportable(tmp_path) == [("notes.md", 1, "sk-abcdefgh12345678"),
                                            ("run/env.json", 2, "/home/alice/x")]
 
 
@@ -148,7 +149,7 @@ def test_find_unportable_catches_paths_and_secrets_and_ignores_relative_paths(tm
                                   "hf_" + "a1" * 12, r"C:\\Users\\bob\\x", "/mnt/data/x", "/Users/bob/x"])
 def test_find_unportable_kinds(tmp_path, text):
     (tmp_path / "f.txt").write_text(f"x {text}\n")
-    assert len(P.find_unportable(tmp_path)) == 1
+    assert len(A.find_unportable(tmp_path)) == 1
 
 
 def test_cli_rewrites_in_the_files_own_formatting_and_never_the_identity(tmp_path, capsys):
@@ -157,14 +158,14 @@ def test_cli_rewrites_in_the_files_own_formatting_and_never_the_identity(tmp_pat
               "config": {"results_root": f"{old}/results", "adapter": f"{old}/results/runs/s/run-1/adapter"}}
     (tmp_path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     notebook = {"cells": [{"cell_type": "code", "source": [f'results_root = "{old}/results"\n'], "outputs": [
-        {"data": {P.WIDGET_VIEW: {"model_id": "abc"}, "text/plain": ["100%|##| 2/2"]}, "metadata": {},
+        {"data": {A.WIDGET_VIEW: {"model_id": "abc"}, "text/plain": ["100%|##| 2/2"]}, "metadata": {},
          "output_type": "display_data"},
-        {"data": {P.WIDGET_VIEW: {"model_id": "def"}}, "metadata": {}, "output_type": "display_data"}]}],
+        {"data": {A.WIDGET_VIEW: {"model_id": "def"}}, "metadata": {}, "output_type": "display_data"}]}],
         "metadata": {"widgets": {"state": {}}, "papermill": {"input_path": f"{old}/notebooks/n.ipynb"}},
         "nbformat": 4}
     (tmp_path / "n.ipynb").write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
-    assert P.main(["--check", str(tmp_path)]) == 1
-    assert P.main(["--rewrite", str(tmp_path), "--old-root", f"{old}/results=", "--old-root", f"{old}=",
+    assert A.main(["--check", str(tmp_path)]) == 1
+    assert A.main(["--rewrite", str(tmp_path), "--old-root", f"{old}/results=", "--old-root", f"{old}=",
                    "--strip-widgets"]) == 0
     config["config"] = {"results_root": "results", "adapter": "runs/s/run-1/adapter"}
     assert (tmp_path / "config.json").read_text() == json.dumps(config, indent=2, sort_keys=True) + "\n"
@@ -174,7 +175,7 @@ def test_cli_rewrites_in_the_files_own_formatting_and_never_the_identity(tmp_pat
     notebook["metadata"] = {"papermill": {"input_path": "notebooks/n.ipynb"}}
     assert (tmp_path / "n.ipynb").read_text() == json.dumps(notebook, indent=1, ensure_ascii=False)
     capsys.readouterr()
-    assert P.main(["--check", str(tmp_path)]) == 1  # the identity keeps its path: it names the run
+    assert A.main(["--check", str(tmp_path)]) == 1  # the identity keeps its path: it names the run
     assert capsys.readouterr().out.strip() == f"config.json:8: {old}/kept"
 
 
@@ -184,4 +185,4 @@ def test_rewriting_the_committed_results_again_changes_nothing(tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(RESULTS, copy, ignore=shutil.ignore_patterns("*.png"))
     pairs = [(os.path.normpath(str(tmp_path / "clone" / "results")), ""), (str(tmp_path / "clone"), "")]
-    assert P.rewrite_tree(copy, pairs, widgets=True) == []
+    assert A.rewrite_tree(copy, pairs, widgets=True) == []

@@ -11,7 +11,7 @@ from saie_lib.plotting import plot_accuracy
 
 @pytest.fixture
 def cfg(data_dir, tmp_path):
-    return load_config("tiny", task="commonsense_qa", limit=3, data_dir=str(data_dir), results_root=str(tmp_path))
+    return load_config("eval-tiny", task="commonsense_qa", limit=3, data_dir=str(data_dir), results_root=str(tmp_path))
 
 
 def test_run_writes_a_complete_record(cfg):

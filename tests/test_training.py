@@ -96,7 +96,7 @@ def test_each_policy_draws_the_stance_mix_it_claims(policy, expected):
 
 @pytest.fixture
 def train_cfg(data_dir, tmp_path):
-    return load_config("tiny-train", cls=TrainConfig, task="commonsense_qa", data_dir=str(data_dir),
+    return load_config("train-tiny", cls=TrainConfig, task="commonsense_qa", data_dir=str(data_dir),
                        results_root=str(tmp_path / "a"), remark_cache=str(tmp_path / "remarks.sqlite"))
 
 

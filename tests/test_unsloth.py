@@ -36,7 +36,7 @@ def test_unsloth_training_run_end_to_end(data_dir, tmp_path):
     from saie_lib.artifacts import read_json, run_file
     from saie_lib.config import TrainConfig, load_config
 
-    cfg = load_config("tiny-train", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir), backend="unsloth",
+    cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir), backend="unsloth",
                       device="auto", dtype="auto", results_root=str(tmp_path), remark_cache=str(tmp_path / "r.sqlite"))
     cfg = dataclasses.replace(cfg, model=os.environ.get("SAIE_TEST_UNSLOTH_MODEL", cfg.model))
     metrics = read_json(run_file(trainer.train(cfg, progress=False), "metrics"))

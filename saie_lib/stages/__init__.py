@@ -19,6 +19,7 @@ from ..config import RunConfig, to_dict
 from ..data.io import resolve_data_dir
 from ..generation import set_seed
 from ..paths import run_dir
+from ..portable import portable
 from ..prompts import PROMPT_VERSION
 
 
@@ -36,7 +37,7 @@ def open_run(out: Path, identity: dict[str, Any], cfg: RunConfig) -> bool:
     """False when `out` holds a finished run (reuse it as it is); else write its config and seed: True."""
     if artifacts.is_finished(out):
         return False
-    artifacts.prepare_run_dir(out, identity, to_dict(cfg))
+    artifacts.prepare_run_dir(out, identity, portable_record(cfg, to_dict(cfg)))
     set_seed(cfg.seed)
     return True
 
@@ -44,7 +45,19 @@ def open_run(out: Path, identity: dict[str, Any], cfg: RunConfig) -> bool:
 def record_session(out: Path, cfg: RunConfig, *, resolved: dict[str, Any], **facts: Any) -> Path:
     """This session's environment record, with the seed, prompt version and data source."""
     env = artifacts.env_record(seed=cfg.seed, prompt_version=PROMPT_VERSION, data_source=data_source(cfg), **facts)
-    return artifacts.record_session(out, env, resolved=resolved)
+    return artifacts.record_session(out, portable_record(cfg, env), resolved=resolved)
+
+
+def write_metrics(out: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:
+    """metrics.json, written last: its presence marks the run finished."""
+    path = artifacts.run_file(out, "metrics")
+    artifacts.write_json(path, portable_record(cfg, metrics))
+    return path
+
+
+def portable_record(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with absolute paths under the results root, data dir, cache or home made portable."""
+    return portable(record, results_root=cfg.results_root, data_dir=cfg.data_dir)
 
 
 def data_source(cfg: RunConfig) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import artifacts
-from ..artifacts import read_jsonl, run_file, write_jsonl
+from ..artifacts import read_jsonl, write_jsonl
 from ..config import InferenceConfig
 from ..data import load_task
 from ..discussion_analysis import accuracy_by_round, flips_by_round, robustness
@@ -21,10 +21,11 @@ from ..learner import Learner
 from ..models import load_model
 from ..partners import Sampling
 from ..partners.local import AdapterOffPartner, LocalModelPartner
+from ..progress import progress_bar
 from ..prompts import PROMPT_VERSION
 from ..stats import reasoning_rouge
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, stage_identity
+from . import named_run_dir, open_run, record_session, stage_identity, write_metrics
 
 
 def run_identity(cfg: InferenceConfig) -> dict[str, Any]:
@@ -103,20 +104,18 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     out = inference_run_dir(cfg)
     if not open_run(out, run_identity(cfg), cfg):
         return out
-    from tqdm.auto import tqdm
-
     examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
                          seed=cfg.seed)
     model, tokenizer, info = load_discussant(cfg)
     record_session(out, cfg, model=info, resolved={"model_source": info["source"]})
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
-    for setting in tqdm(cfg.settings, desc="settings", disable=not progress):
+    for setting in progress_bar(cfg.settings, desc="settings", disable=not progress):
         path = artifacts.setting_samples(out, setting)
         if not path.exists():
             write_jsonl(path, run_setting(setting, cfg, model, tokenizer, examples))
         metrics[setting] = setting_metrics(read_jsonl(path), examples, cfg.seed)
-    artifacts.write_json(run_file(out, "metrics"), {
+    write_metrics(out, cfg, {
         "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
         "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": PROMPT_VERSION,
         "model_source": info["source"], "settings": metrics,

@@ -1,4 +1,4 @@
-"""Stage: evaluate a model on a task (individual inference) into a run dir. seed -> data -> model -> evaluate -> save."""
+"""Stage: evaluate a model on a task (individual inference): seed -> data -> model -> evaluate -> save."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..data import load_task
 from ..evaluation import evaluate
 from ..prompts import PROMPT_VERSION
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, stage_identity
+from . import named_run_dir, open_run, record_session, stage_identity, write_metrics
 
 
 def resolved_split(cfg: EvalConfig) -> str:
@@ -64,7 +64,7 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
     metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                              sample_log=run_file(out, "samples_partial"), progress=progress)
     artifacts.write_jsonl(run_file(out, "samples"), rows)
-    artifacts.write_json(run_file(out, "metrics"), {
+    write_metrics(out, cfg, {
         **metrics, "task": cfg.task, "split": resolved_split(cfg), "model": cfg.model,
         "model_source": model_info["source"], "prompt_version": PROMPT_VERSION, "run_id": out.name,
         "seed": cfg.seed, "limit": cfg.limit, "eval_seconds": round(time.perf_counter() - started, 1),

@@ -24,12 +24,12 @@ from ..learner import LoraSettings, load_learner
 from ..partners import Sampling
 from ..partners.local import build_partner
 from ..paths import cache_dir
+from ..progress import progress_bar
 from ..prompts import PROMPT_VERSION
 from ..remark_cache import CachedPartner, RemarkCache
 from ..tasks import get_task
-from ..training import (batched, discussion_targets, optimizer_step, plain_features, split_warmup,
-                        supervised_features)
-from . import named_run_dir, open_run, record_session, stage_identity
+from ..training import batched, discussion_targets, optimizer_step, plain_features, split_warmup, supervised_features
+from . import named_run_dir, open_run, record_session, stage_identity, write_metrics
 
 
 def run_identity(cfg: TrainConfig) -> dict[str, Any]:
@@ -159,10 +159,8 @@ def resume(s: Session) -> int:
 
 
 def run_schedule(s: Session, start: int, *, progress: bool = True) -> None:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(s.schedule), initial=start, desc=f"train {s.cfg.remark_policy}", unit="batch",
-               disable=not progress)
+    bar = progress_bar(total=len(s.schedule), initial=start, desc=f"train {s.cfg.remark_policy}", unit="batch",
+                       disable=not progress)
     for index in range(start, len(s.schedule)):
         phase, examples = s.schedule[index]
         transcript: list[dict] = []
@@ -195,7 +193,7 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
                              max_new_tokens=s.cfg.eval_max_new_tokens, progress=progress,
                              sample_log=run_file(s.out, "samples_partial"))
     write_jsonl(run_file(s.out, "samples"), rows)
-    artifacts.write_json(run_file(s.out, "metrics"), {
+    write_metrics(s.out, s.cfg, {
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
         "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
         "remark_policy": s.cfg.remark_policy, "run_id": s.out.name, "prompt_version": PROMPT_VERSION,
