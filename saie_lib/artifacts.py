@@ -177,6 +177,14 @@ def prepare_run_dir(run_dir: Path, identity: dict[str, Any], config: dict[str, A
     return run_dir
 
 
+def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
+    """Temporary files of atomic writes that a killed process left behind (`.<name>.<random>`)."""
+    stale = [p for p in Path(run_dir).rglob(".*") if p.is_file() and p.name.count(".") >= 2]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def is_finished(run_dir: str | Path) -> bool:
     return run_file(run_dir, "metrics").exists()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .conditions import INFERENCE_SETTINGS, REMARK_POLICIES
-from .models import MODEL_ALIASES
+from .config_checks import check_choice, check_min, check_partner, check_positive, check_run_fields
 from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
@@ -20,20 +20,23 @@ DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("auto", "hub", "gguf")
 # Fields that say where files live, not what is computed: they do not change a run's identity.
 LOCATION_FIELDS = ("data_dir", "results_root", "remark_cache")
+# Fields that say how patiently a partner is asked, not what it answers: not part of a run's identity either.
+OPERATIONAL_FIELDS = ("partner_timeout_s", "partner_max_retries", "partner_concurrency", "partner_outage_wait_s")
 
 
 class RunConfig:
     """What every run config shares: the model/task field checks and the run identity."""
 
     def _check_model_fields(self) -> None:
-        _check_choice(self, "task", tuple(TASKS))
-        _check_choice(self, "dtype", DTYPES)
-        _check_choice(self, "device", DEVICES)
-        _check_choice(self, "model_source", MODEL_SOURCES)
+        check_run_fields(self)
+        check_choice(self, "task", tuple(TASKS))
+        check_choice(self, "dtype", DTYPES)
+        check_choice(self, "device", DEVICES)
+        check_choice(self, "model_source", MODEL_SOURCES)
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (locations excluded)."""
-        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS}
+        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS + OPERATIONAL_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,9 @@ class EvalConfig(RunConfig):
 
     def __post_init__(self) -> None:
         self._check_model_fields()
-        _check_min(self, "batch_size", 1)
-        _check_min(self, "max_new_tokens", 1)
-        _check_min(self, "limit", 1)
-        if not self.model or not self.study:
-            raise ValueError("config fields 'model' and 'study' must be non-empty strings")
+        check_min(self, "batch_size", 1)
+        check_min(self, "max_new_tokens", 1)
+        check_min(self, "limit", 1)
 
 
 
@@ -85,6 +86,10 @@ class TrainConfig(RunConfig):
     partner_base_url: str | None = None  # api partners; None: env OPENAI_BASE_URL, else api.openai.com
     partner_api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
     partner_sees_gold: bool = False
+    partner_timeout_s: float | None = None  # api partners: seconds per request; None: the client's default
+    partner_max_retries: int | None = None  # api partners: retries per request on faults; None: the default
+    partner_concurrency: int | None = None  # api partners: requests in flight; None: the client's default
+    partner_outage_wait_s: float | None = None  # api partners: how long to wait out an outage; None: default
     remark_cache: str | None = None  # SQLite file of partner remarks; None: <cache dir>/remarks.sqlite
     update_target: str = "gold"  # gold rationale + answer, or the learner's own revision when correct
     limit: int | None = 64  # training examples (seeded subset of the task's train split)
@@ -113,22 +118,21 @@ class TrainConfig(RunConfig):
 
     def __post_init__(self) -> None:
         self._check_model_fields()
-        _check_choice(self, "remark_policy", REMARK_POLICIES)
-        _check_choice(self, "update_target", UPDATE_TARGETS)
-        _check_choice(self, "backend", BACKENDS)
+        check_choice(self, "remark_policy", REMARK_POLICIES)
+        check_choice(self, "update_target", UPDATE_TARGETS)
+        check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
-                     "limit", "eval_limit"):
-            _check_min(self, name, 1)
+                     "limit", "eval_limit", "partner_max_retries", "partner_concurrency"):
+            check_min(self, name, 1 if name != "partner_max_retries" else 0)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"config field 'warmup_fraction' = {self.warmup_fraction}; expected 0 <= x < 1")
-        for name in ("learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"config field {name!r} = {getattr(self, name)}; expected > 0")
-        for name in ("weight_decay", "partner_temperature"):
-            if getattr(self, name) < 0:
+        check_positive(self, "learning_rate", "max_grad_norm", "partner_timeout_s")
+        for name in ("weight_decay", "partner_temperature", "partner_outage_wait_s"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < float("inf"):
                 raise ValueError(f"config field {name!r} = {getattr(self, name)}; expected >= 0")
-        _check_partner(self.partner)
+        check_partner(self.partner)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"config field 'lora_dropout' = {self.lora_dropout}; expected 0 <= x < 1")
 
@@ -174,7 +178,7 @@ class InferenceConfig(RunConfig):
             raise ValueError(f"config field 'settings' = {list(self.settings)}; expected a non-empty list from "
                              f"{', '.join(INFERENCE_SETTINGS)}")
         for name in ("agents", "rounds", "limit", "batch_size", "max_new_tokens", "partner_max_new_tokens"):
-            _check_min(self, name, 1)
+            check_min(self, name, 1)
         if self.agents < 2:
             raise ValueError(f"config field 'agents' = {self.agents}; a discussion needs at least 2")
         if not self.temperature > 0:
@@ -188,26 +192,6 @@ def eval_config_for(cfg: TrainConfig) -> EvalConfig:
                       limit=cfg.eval_limit, seed=cfg.seed, data_dir=cfg.data_dir, results_root=cfg.results_root,
                       batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, dtype=cfg.dtype,
                       device=cfg.device, trust_remote_code=cfg.trust_remote_code)
-
-
-def _check_partner(partner: str) -> None:
-    ok = (partner == "self" or (partner.startswith("api:") and len(partner) > 4) or partner in MODEL_ALIASES
-          or "/" in partner or Path(partner).expanduser().is_dir())
-    if not ok:
-        raise ValueError(f"config field 'partner' = {partner!r}; expected 'self', 'api:<model>', a model alias "
-                         f"({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
-
-
-def _check_choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(cfg, name)
-    if value not in allowed:
-        raise ValueError(f"config field {name!r} = {value!r}; expected one of {', '.join(allowed)}")
-
-
-def _check_min(cfg: Any, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if value is not None and value < minimum:
-        raise ValueError(f"config field {name!r} = {value!r}; expected an integer >= {minimum}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

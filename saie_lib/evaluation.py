@@ -53,7 +53,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
              progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Answer every example once (greedy) and score it. With `sample_log`, rows are appended as they
     finish and a restarted evaluation skips the examples already there."""
-    done = {r["id"]: r for r in read_jsonl(sample_log, allow_torn_tail=True)} if sample_log else {}
+    check_unique_ids(examples)
+    done = {r["id"]: r for r in _resumed_rows(sample_log)} if sample_log else {}
     if sample_log and done:
         write_jsonl(sample_log, done.values())  # drop a torn last line before appending after it
     todo = [e for e in examples if e.id not in done]
@@ -70,6 +71,22 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
     ordered = [done[e.id] for e in examples]
     rouge = reasoning_rouge([r["output"] for r in ordered], [e.rationale for e in examples])
     return {**compute_metrics(ordered), "rouge": rouge}, ordered
+
+
+def check_unique_ids(examples: Sequence[Example]) -> None:
+    """Outputs are keyed by example id: two examples with one id would silently share one output."""
+    seen = Counter(e.id for e in examples)
+    repeated = sorted(i for i, count in seen.items() if count > 1)
+    if repeated:
+        raise ValueError(f"{len(repeated)} example id(s) appear more than once: {repeated[:5]}; ids must be unique")
+
+
+def _resumed_rows(sample_log: str | Path) -> list[dict[str, Any]]:
+    try:
+        return read_jsonl(sample_log, allow_torn_tail=True)
+    except ValueError as error:
+        raise ValueError(f"{error}. The partial sample log of an interrupted evaluation is damaged: delete that "
+                         f"line (or the file, to redo every example) and run again") from None
 
 
 def _progress(chunks: range, enabled: bool, total: int, step: int):

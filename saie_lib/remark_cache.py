@@ -3,6 +3,8 @@
 A remark's key is the sha256 of the canonical JSON of (partner model_id, the full messages, the
 sampling settings incl. seed): the same request to the same partner is paid for once, across runs.
 Each `put_many` is one transaction, so a process killed mid-run leaves only complete entries.
+Unusable replies (`partners.unusable_reason`: empty, whitespace only, a refusal) are never stored, and
+any such entry left by older code is never served (it counts as a miss and is asked again).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .artifacts import stable_hash
-from .partners import Messages, PartnerError, Partner, Reply, Sampling
+from .partners import IncompleteBatchError, Messages, PartnerError, Partner, Reply, Sampling, unusable_reason
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS remarks (
@@ -34,6 +36,13 @@ def remark_key(model_id: str, messages: Messages, sampling: Sampling) -> str:
     settings = asdict(sampling)
     settings.update(temperature=float(sampling.temperature), top_p=float(sampling.top_p))
     return stable_hash({"model_id": model_id, "messages": list(messages), "sampling": settings}, length=64)
+
+
+def _row(key: str, reply: Reply, now: float) -> tuple:
+    reason = unusable_reason(reply.text)
+    if reason is not None:
+        raise ValueError(f"refusing to cache an unusable remark under key {key[:16]}: {reason}")
+    return key, reply.text, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, now
 
 
 class RemarkCache:
@@ -60,16 +69,17 @@ class RemarkCache:
                 "SELECT key, text, prompt_tokens, completion_tokens, cost_usd FROM remarks "
                 f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
             for key, text, prompt_tokens, completion_tokens, cost in rows:
-                found[key] = Reply(text, prompt_tokens, completion_tokens, cost, cached=True)
+                if unusable_reason(text) is None:
+                    found[key] = Reply(text, prompt_tokens, completion_tokens, cost, cached=True)
         self.hits += sum(key in found for key in keys)
         self.misses += sum(key not in found for key in keys)
         return found
 
     def put_many(self, items: Mapping[str, Reply]) -> None:
-        """Store all replies in one transaction: all of them are committed, or none."""
+        """Store all replies in one transaction: all of them are committed, or none (ValueError if one
+        of them is unusable as a remark)."""
         now = time.time()
-        rows = ((key, reply.text, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, now)
-                for key, reply in items.items())
+        rows = (_row(key, reply, now) for key, reply in items.items())
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO remarks (key, text, prompt_tokens, completion_tokens, cost_usd, created_at) "
@@ -91,7 +101,11 @@ class RemarkCache:
 
 
 class CachedPartner:
-    """A Partner that answers from the cache and asks the wrapped partner only for the misses."""
+    """A Partner that answers from the cache and asks the wrapped partner only for the misses.
+
+    Every usable reply that arrives is stored, even when the batch fails: on `IncompleteBatchError` the
+    replies that did arrive are cached before the error goes on (re-raised with positions in the
+    caller's list), so a re-run does not pay for them again."""
 
     def __init__(self, partner: Partner, cache: RemarkCache):
         self.partner = partner
@@ -110,10 +124,33 @@ class CachedPartner:
         self.hits += sum(key in found for key in keys)
         missing = {key: messages for key, messages in zip(keys, conversations) if key not in found}
         if missing:
-            fresh = self.partner.chat(list(missing.values()), sampling)
-            if len(fresh) != len(missing):
-                raise PartnerError(f"{self.model_id} returned {len(fresh)} replies for {len(missing)} conversations")
-            self.cache.put_many(dict(zip(missing, fresh)))
-            found.update(zip(missing, fresh))
             self.calls_made += len(missing)
+            fresh, failure = self._ask(missing, sampling)
+            found.update(fresh)
+            if failure is not None:
+                raise IncompleteBatchError(failure, {i: found[key] for i, key in enumerate(keys) if key in found},
+                                           [i for i, key in enumerate(keys) if key not in found])
         return [found[key] for key in keys]
+
+    def _ask(self, missing: dict[str, Messages], sampling: Sampling) -> tuple[dict[str, Reply], str | None]:
+        """The wrapped partner's usable replies to `missing` by key, each already stored, and why the
+        others got none (None when all did)."""
+        asked = list(missing)
+        try:
+            fresh = self.partner.chat(list(missing.values()), sampling)
+        except IncompleteBatchError as error:  # store what did arrive, then pass the failure on
+            return self._store({asked[i]: reply for i, reply in error.replies.items()}), str(error)
+        if len(fresh) != len(missing):
+            raise PartnerError(f"{self.model_id} returned {len(fresh)} replies for {len(missing)} conversations")
+        stored = self._store(dict(zip(asked, fresh)))
+        if len(stored) == len(asked):
+            return stored, None
+        reasons = sorted({unusable_reason(reply.text) for reply in fresh} - {None})
+        return stored, (f"{self.model_id} returned {len(asked) - len(stored)} unusable replies "
+                        f"({'; '.join(reasons)}); they were not cached and none of them is used")
+
+    def _store(self, items: dict[str, Reply]) -> dict[str, Reply]:
+        """Cache the usable replies among `items` (one transaction) and return them."""
+        usable = {key: reply for key, reply in items.items() if unusable_reason(reply.text) is None}
+        self.cache.put_many(usable)
+        return usable

@@ -100,6 +100,10 @@ def _target_span(labels: Sequence[int]) -> int:
     return len(labels) - first
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The loss or the gradient norm of a step is NaN or infinite: the step is not taken."""
+
+
 def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_grad_norm: float) -> dict:
     """One step of cross-entropy on the target tokens; returns loss, token count and truncation counts."""
     import torch
@@ -111,8 +115,14 @@ def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_g
         return {"loss": None, "target_tokens": 0, **cut}
     learner.for_training()
     loss = learner.target_loss(features)
+    if not torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"loss is {float(loss)}")
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
+    grad_norm = torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
+    if not torch.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"gradient norm is {float(grad_norm)} (loss {float(loss):.4f})")
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return {"loss": float(loss.detach()), "target_tokens": n_target, **cut}

@@ -24,8 +24,8 @@ def test_run_writes_a_complete_record(cfg):
     assert metrics["split"] == "dev" and metrics["model_source"].startswith("tiny-random")
     assert {"id", "prompt_hash", "output", "parsed", "method", "gold", "correct"} <= set(samples[0])
     assert env["prompt_version"] == "1" and env["seed"] == 0 and "git_sha" in env
-    assert env["data_source"] == cfg.data_dir
-    assert config["config"]["limit"] == 3
+    assert env["data_source"] == config["config"]["data_dir"] == "$SAIE_DATA_DIR"  # portable: no machine path
+    assert config["config"]["results_root"] == "." and config["config"]["limit"] == 3
     assert not run_file(out, "samples_partial").exists()
 
 

@@ -1,11 +1,18 @@
-"""Local Hugging Face partners, frozen: the learner's own base model (adapters off) or another model."""
+"""Local Hugging Face partners, frozen: the learner's own base model (adapters off) or another model.
+
+An unusable remark (empty, whitespace only, a refusal: `partners.unusable_reason`) is not retried: the
+decoding is greedy or seeded, so asking again gives the same text. The batch raises
+`IncompleteBatchError` naming the conversation; the usable replies of the batch travel with it, so
+`CachedPartner` stores them, and nothing is ever trained on an empty remark.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from ..generation import Decoding, generate, render_chat
-from . import Messages, Reply, Sampling
+from . import IncompleteBatchError, Messages, Reply, Sampling, excerpt, unusable_reason
+from .api import DEFAULT_OUTAGE_WAIT_S  # the module is cheap to import; openai is loaded only when used
 
 
 def _decoding(sampling: Sampling) -> Decoding:
@@ -13,9 +20,21 @@ def _decoding(sampling: Sampling) -> Decoding:
                     temperature=sampling.temperature or 1.0, top_p=sampling.top_p, seed=sampling.seed)
 
 
-def _replies(tokenizer: Any, prompts: Sequence[str], texts: Sequence[str]) -> list[Reply]:
+def _replies(model_id: str, tokenizer: Any, conversations: Sequence[Messages], prompts: Sequence[str],
+             texts: Sequence[str]) -> list[Reply]:
+    """Replies with token counts; IncompleteBatchError if any text cannot be used as a remark."""
     count = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
-    return [Reply(text=t, prompt_tokens=count(p), completion_tokens=count(t)) for p, t in zip(prompts, texts)]
+    reasons = {i: reason for i, t in enumerate(texts) if (reason := unusable_reason(t)) is not None}
+    replies = {i: Reply(text=t, prompt_tokens=count(p), completion_tokens=count(t))
+               for i, (p, t) in enumerate(zip(prompts, texts)) if i not in reasons}
+    if reasons:
+        first = min(reasons)
+        raise IncompleteBatchError(
+            f"partner {model_id} gave no usable remark for {len(reasons)} of {len(texts)} conversations; "
+            f"conversation {first} ({reasons[first]}) asked: {excerpt(conversations[first])!r}. Its decoding is "
+            "deterministic, so asking again gives the same text: choose another partner (config field "
+            "'partner'), or change partner_max_new_tokens / partner_temperature.", replies, sorted(reasons))
+    return [replies[i] for i in range(len(texts))]
 
 
 def _weights_id(info: dict) -> str:
@@ -38,7 +57,7 @@ class AdapterOffPartner:
         with self.learner.adapters_disabled():
             texts = generate(self.learner.model, tokenizer, prompts, _decoding(sampling),
                              batch_size=self.batch_size, progress=False)
-        return _replies(tokenizer, prompts, texts)
+        return _replies(self.model_id, tokenizer, conversations, prompts, texts)
 
 
 class LocalModelPartner:
@@ -66,16 +85,21 @@ class LocalModelPartner:
         prompts = render_chat(self.tokenizer, conversations)
         texts = generate(self.model, self.tokenizer, prompts, _decoding(sampling), batch_size=self.batch_size,
                          progress=False)
-        return _replies(self.tokenizer, prompts, texts)
+        return _replies(self.model_id, self.tokenizer, conversations, prompts, texts)
 
 
 def build_partner(spec: str, learner: Any, *, batch_size: int = 8, base_url: str | None = None,
-                  api_key_env: str | None = "OPENAI_API_KEY", device: str = "auto"):
-    """'self' -> AdapterOffPartner; 'api:<model>' -> OpenAIChatPartner; anything else -> LocalModelPartner."""
+                  api_key_env: str | None = "OPENAI_API_KEY", device: str = "auto", timeout_s: float = 60,
+                  max_retries: int = 4, concurrency: int = 8, outage_wait_s: float = DEFAULT_OUTAGE_WAIT_S):
+    """'self' -> AdapterOffPartner; 'api:<model>' -> OpenAIChatPartner; anything else -> LocalModelPartner.
+    timeout_s, max_retries, concurrency and outage_wait_s (config fields partner_timeout_s, ...) apply to
+    API partners only; local partners need none of them."""
     if spec == "self":
         return AdapterOffPartner(learner, batch_size=batch_size)
     if spec.startswith("api:"):
         from .api import OpenAIChatPartner
 
-        return OpenAIChatPartner(spec.removeprefix("api:"), base_url=base_url, api_key_env=api_key_env)
+        return OpenAIChatPartner(spec.removeprefix("api:"), base_url=base_url, api_key_env=api_key_env,
+                                 timeout_s=timeout_s, max_retries=max_retries, concurrency=concurrency,
+                                 outage_wait_s=outage_wait_s)
     return LocalModelPartner(spec, batch_size=batch_size, device=device)

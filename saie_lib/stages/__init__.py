@@ -11,6 +11,9 @@ The helpers they build on (`evaluation`, `training`, `inference`, `discussion`) 
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +36,31 @@ def named_run_dir(cfg: RunConfig, prefix: str, identity: dict[str, Any]) -> Path
     return run_dir(cfg.study, f"{prefix}-{artifacts.stable_hash(identity)}", cfg.results_root)
 
 
+class UnfinishedRunError(RuntimeError):
+    """A run that produced nothing valid (no examples, no steps, a diverged loss): never marked finished."""
+
+
 def open_run(out: Path, identity: dict[str, Any], cfg: RunConfig) -> bool:
-    """False when `out` holds a finished run (reuse it as it is); else write its config and seed: True."""
+    """False when `out` holds a finished run (reuse it as it is); else write its config, clear what an
+    interrupted write left behind, and seed: True."""
     if artifacts.is_finished(out):
         return False
     artifacts.prepare_run_dir(out, identity, portable_record(cfg, to_dict(cfg)))
+    artifacts.remove_stale_temp_files(out)
     set_seed(cfg.seed)
     return True
+
+
+@contextmanager
+def starting(out: Path) -> Iterator[None]:
+    """Around a stage's setup (data, model, session record): a start that fails before anything was recorded
+    removes the run dir it created, so a bad model name or data folder leaves no half-made run behind."""
+    try:
+        yield
+    except BaseException:
+        if out.is_dir() and {p.name for p in out.iterdir()} <= {artifacts.RUN_FILES["config"]}:
+            shutil.rmtree(out)
+        raise
 
 
 def record_session(out: Path, cfg: RunConfig, *, resolved: dict[str, Any], **facts: Any) -> Path:
@@ -49,7 +70,11 @@ def record_session(out: Path, cfg: RunConfig, *, resolved: dict[str, Any], **fac
 
 
 def write_metrics(out: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:
-    """metrics.json, written last: its presence marks the run finished."""
+    """metrics.json, written last: its presence marks the run finished, so a run that evaluated nothing is
+    refused here and stays unfinished."""
+    if not metrics.get("n"):
+        raise UnfinishedRunError(f"{out}: evaluated 0 examples (task {cfg.task}); check the split, limit and "
+                                 "data: the run stays unfinished")
     path = artifacts.run_file(out, "metrics")
     artifacts.write_json(path, portable_record(cfg, metrics))
     return path

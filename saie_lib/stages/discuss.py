@@ -25,7 +25,7 @@ from ..progress import progress_bar
 from ..prompts import PROMPT_VERSION
 from ..stats import reasoning_rouge
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, stage_identity, write_metrics
+from . import named_run_dir, open_run, record_session, stage_identity, starting, write_metrics
 
 
 def run_identity(cfg: InferenceConfig) -> dict[str, Any]:
@@ -104,10 +104,11 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     out = inference_run_dir(cfg)
     if not open_run(out, run_identity(cfg), cfg):
         return out
-    examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
-                         seed=cfg.seed)
-    model, tokenizer, info = load_discussant(cfg)
-    record_session(out, cfg, model=info, resolved={"model_source": info["source"]})
+    with starting(out):
+        examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
+                             seed=cfg.seed)
+        model, tokenizer, info = load_discussant(cfg)
+        record_session(out, cfg, model=info, resolved={"model_source": info["source"]})
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
     for setting in progress_bar(cfg.settings, desc="settings", disable=not progress):

@@ -14,7 +14,7 @@ from ..data import load_task
 from ..evaluation import evaluate
 from ..prompts import PROMPT_VERSION
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, stage_identity, write_metrics
+from . import named_run_dir, open_run, record_session, stage_identity, starting, write_metrics
 
 
 def resolved_split(cfg: EvalConfig) -> str:
@@ -57,9 +57,10 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
     out = eval_run_dir(cfg)
     if not open_run(out, run_identity(cfg), cfg):
         return out
-    examples = load_examples(cfg)
-    net, tokenizer, model_info = (model or LazyModel(cfg)).get()
-    record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]})
+    with starting(out):
+        examples = load_examples(cfg)
+        net, tokenizer, model_info = (model or LazyModel(cfg)).get()
+        record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]})
     started = time.perf_counter()
     metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                              sample_log=run_file(out, "samples_partial"), progress=progress)

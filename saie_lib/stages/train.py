@@ -28,8 +28,16 @@ from ..progress import progress_bar
 from ..prompts import PROMPT_VERSION
 from ..remark_cache import CachedPartner, RemarkCache
 from ..tasks import get_task
-from ..training import batched, discussion_targets, optimizer_step, plain_features, split_warmup, supervised_features
-from . import named_run_dir, open_run, record_session, stage_identity, write_metrics
+from ..training import (
+    NonFiniteLossError,
+    batched,
+    discussion_targets,
+    optimizer_step,
+    plain_features,
+    split_warmup,
+    supervised_features,
+)
+from . import UnfinishedRunError, named_run_dir, open_run, record_session, stage_identity, starting, write_metrics
 
 
 def run_identity(cfg: TrainConfig) -> dict[str, Any]:
@@ -71,7 +79,7 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
                            max_seq_length=cfg.max_seq_len, source=cfg.model_source, dtype=cfg.dtype,
                            trust_remote_code=cfg.trust_remote_code)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
-                            api_key_env=cfg.partner_api_key_env, device=cfg.device)
+                            api_key_env=cfg.partner_api_key_env, device=cfg.device, **partner_patience(cfg))
     cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or cache_dir() / "remarks.sqlite"))
     optimizer = torch.optim.AdamW(learner.trainable_parameters(), lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
@@ -158,18 +166,45 @@ def resume(s: Session) -> int:
     return cursor["next_batch"]
 
 
+def partner_patience(cfg: TrainConfig) -> dict[str, Any]:
+    """The API partner's timeout, retries, concurrency and outage wait, where the config sets them."""
+    chosen = {"timeout_s": cfg.partner_timeout_s, "max_retries": cfg.partner_max_retries,
+              "concurrency": cfg.partner_concurrency, "outage_wait_s": cfg.partner_outage_wait_s}
+    return {name: value for name, value in chosen.items() if value is not None}
+
+
+def expected_steps(s: Session) -> int:
+    """Optimiser steps the schedule implies: one per warm-up batch, `rounds` per discussion batch."""
+    return sum(1 if phase == "warmup" else s.cfg.rounds for phase, _ in s.schedule)
+
+
+def check_trained(s: Session) -> None:
+    """A run that took fewer steps than its schedule, or never updated the adapter, is not finished."""
+    updates = [r for r in read_jsonl(run_file(s.out, "train_log")) if r.get("loss") is not None]
+    if s.step != expected_steps(s) or not updates:
+        raise UnfinishedRunError(f"{s.out}: took {s.step} of {expected_steps(s)} scheduled steps, {len(updates)} "
+                                 "of them with a loss (no target tokens in the others); the run stays unfinished")
+
+
+def run_batch(s: Session, phase: str, examples: list, index: int) -> tuple[list[dict], list[dict]]:
+    try:
+        if phase == "warmup":
+            return warmup_batch(s, examples, index), []
+        if s.cfg.remark_policy == "none":
+            return conventional_batch(s, examples, index), []
+        return discussion_batch(s, examples, index)
+    except NonFiniteLossError as error:
+        raise UnfinishedRunError(f"{s.out}: training diverged at step {s.step + 1} (batch {index}, {phase}): "
+                                 f"{error}. Nothing after the last checkpoint was kept; lower 'learning_rate' "
+                                 f"(now {s.cfg.learning_rate}) or 'max_grad_norm' and run again") from None
+
+
 def run_schedule(s: Session, start: int, *, progress: bool = True) -> None:
     bar = progress_bar(total=len(s.schedule), initial=start, desc=f"train {s.cfg.remark_policy}", unit="batch",
                        disable=not progress)
     for index in range(start, len(s.schedule)):
         phase, examples = s.schedule[index]
-        transcript: list[dict] = []
-        if phase == "warmup":
-            logs = warmup_batch(s, examples, index)
-        elif s.cfg.remark_policy == "none":
-            logs = conventional_batch(s, examples, index)
-        else:
-            logs, transcript = discussion_batch(s, examples, index)
+        logs, transcript = run_batch(s, phase, examples, index)
         append_jsonl(run_file(s.out, "train_log"), logs)
         append_jsonl(run_file(s.out, "transcripts"), transcript)
         bar.update(1)
@@ -182,6 +217,7 @@ def run_schedule(s: Session, start: int, *, progress: bool = True) -> None:
 
 def finish(s: Session, started: float, *, progress: bool = True) -> None:
     """Save the final adapter, evaluate the trained learner, write metrics.json last (the finished marker)."""
+    check_trained(s)
     s.learner.save_adapter(run_file(s.out, "adapter"))
     if s.cfg.save_merged:
         s.learner.save_merged(run_file(s.out, "merged"))
@@ -221,9 +257,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     if not open_run(out, run_identity(cfg), cfg):
         return out
     started = time.perf_counter()
-    s = open_session(cfg, out)
-    record_session(out, cfg, model=s.learner.info, partner=s.partner.model_id,
-                   resolved={"model_source": s.learner.info["source"], "partner": s.partner.model_id})
+    with starting(out):
+        s = open_session(cfg, out)
+        record_session(out, cfg, model=s.learner.info, partner=s.partner.model_id,
+                       resolved={"model_source": s.learner.info["source"], "partner": s.partner.model_id})
     run_schedule(s, resume(s), progress=progress)
     finish(s, started, progress=progress)
     return out

@@ -1,0 +1,58 @@
+"""Field checks shared by the config dataclasses: each failure names the field, its value and what was expected,
+and runs before anything is written (a config that fails here leaves no run dir behind)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from .models import MODEL_ALIASES
+
+MAX_SEED = 2**32 - 1  # numpy's seed range
+# A study names a folder under results/runs/: one or more path parts of plain characters, never '.' or '..'.
+_STUDY_PART_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
+def check_choice(cfg: Any, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in allowed:
+        raise ValueError(f"config field {name!r} = {value!r}; expected one of {', '.join(allowed)}")
+
+
+def check_min(cfg: Any, name: str, minimum: int) -> None:
+    value = getattr(cfg, name)
+    if value is not None and value < minimum:
+        raise ValueError(f"config field {name!r} = {value!r}; expected an integer >= {minimum}")
+
+
+def check_run_fields(cfg: Any) -> None:
+    """seed range, a non-empty model, a study that stays inside the results root, a results root that is a folder."""
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ValueError(f"config field 'seed' = {cfg.seed}; expected an integer from 0 to {MAX_SEED}")
+    if not str(cfg.model).strip():
+        raise ValueError("config field 'model' is empty; expected a model alias "
+                         f"({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
+    parts = str(cfg.study).split("/")
+    if not all(_STUDY_PART_RE.match(part) for part in parts):
+        raise ValueError(f"config field 'study' = {cfg.study!r}; expected folder names of letters, digits, '.', "
+                         "'_' or '-' separated by '/' (it becomes results/runs/<study>/; no '..', no absolute path)")
+    root = cfg.results_root
+    if root is not None and Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+        raise ValueError(f"config field 'results_root' = {root!r} is a file; expected a folder (or None for the "
+                         "default results/)")
+
+
+def check_partner(partner: str) -> None:
+    ok = (partner == "self" or (partner.startswith("api:") and len(partner) > 4) or partner in MODEL_ALIASES
+          or "/" in partner or Path(partner).expanduser().is_dir())
+    if not ok:
+        raise ValueError(f"config field 'partner' = {partner!r}; expected 'self', 'api:<model>', a model alias "
+                         f"({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise ValueError(f"config field {name!r} = {value}; expected a finite number > 0")

@@ -1,0 +1,32 @@
+"""Every committed run is still found by the current code: its config, rebuilt through today's config classes
+and stage identities, hashes to the name of the dir it lives in (so `make reproduce` reuses it)."""
+
+import pytest
+
+from conftest import REPO
+from saie_lib.artifacts import read_json, stable_hash
+from saie_lib.config import EvalConfig, InferenceConfig, TrainConfig, from_dict
+
+RUN_CONFIGS = sorted((REPO / "results" / "runs").rglob("config.json"))
+
+
+def _stage_identity(config: dict):
+    from saie_lib.stages import discuss, evaluate, train
+
+    if "remark_policy" in config:
+        return train.run_identity(from_dict(TrainConfig, config))
+    if "settings" in config:
+        return discuss.run_identity(from_dict(InferenceConfig, config))
+    return evaluate.run_identity(from_dict(EvalConfig, config))
+
+
+def test_there_are_committed_runs():
+    assert len(RUN_CONFIGS) >= 20
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.parent.name)
+def test_committed_run_identity_is_unchanged(path):
+    record = read_json(path)
+    identity = _stage_identity(record["config"])
+    assert identity == record["identity"]
+    assert path.parent.name.endswith("-" + stable_hash(identity))
