@@ -207,7 +207,10 @@ def from_dict(cls: type, data: dict[str, Any], source: str = "config"):
         raise ValueError(f"{source}: unknown config field(s) {unknown}; known fields: {sorted(known)}")
     hints = typing.get_type_hints(cls)
     values = {name: _coerce(name, value, hints[name], source) for name, value in data.items()}
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
 
 
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:

@@ -117,12 +117,12 @@ def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_g
     loss = learner.target_loss(features)
     if not torch.isfinite(loss):
         optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLossError(f"loss is {float(loss)}")
+        raise NonFiniteLossError(f"loss is {float(loss.detach())}")
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
     if not torch.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLossError(f"gradient norm is {float(grad_norm)} (loss {float(loss):.4f})")
+        raise NonFiniteLossError(f"gradient norm is {float(grad_norm)} (loss {float(loss.detach()):.4f})")
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return {"loss": float(loss.detach()), "target_tokens": n_target, **cut}
