@@ -71,7 +71,7 @@ BACKENDS = ("auto", "peft", "unsloth")
 
 @dataclass(frozen=True)
 class TrainConfig(RunConfig):
-    """SAIE training: warm-up SFT, then online learner <-> partner discussion rounds (see PAPER.md)."""
+    """SAIE training: warm-up SFT, then online learner <-> partner discussion rounds (docs/METHOD_CARD.md)."""
 
     study: str = "saie"
     task: str = "gsm8k"
