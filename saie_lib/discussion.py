@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from .artifacts import stable_hash
 from .conditions import STANCES
 from .parsing import grade
-from .partners import Partner, Sampling
+from .partners import IncompleteBatchError, Partner, Sampling
 from .prompts import build_messages, partner_messages, revision_turns
 from .tasks import Example
 
@@ -52,7 +52,12 @@ def partner_turn(partner: Partner, examples: Sequence[Example], responses: Seque
     """Remarks for the examples that have a stance (one batched partner call); None where there is none."""
     wanted = [i for i, s in enumerate(stances) if s is not None]
     asked = [partner_messages(examples[i], responses[i], stances[i], sees_gold=sees_gold) for i in wanted]
-    replies = partner.chat(asked, sampling) if asked else []
+    try:
+        replies = partner.chat(asked, sampling) if asked else []
+    except IncompleteBatchError as error:
+        ids = [examples[wanted[i]].id for i in error.failed]
+        raise IncompleteBatchError(f"no usable remark for example(s) {ids}: {error}", error.replies,
+                                   error.failed) from error
     remarks: list[Any] = [None] * len(examples)
     for i, reply in zip(wanted, replies):
         remarks[i] = reply

@@ -48,3 +48,17 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], *, progress
             roots = root_labels(results_root=results_root, data_dir=data_dir)
             rewrite_file(output, roots, widgets=True)
     return output
+
+
+SNAPSHOT_NAME = "DEFINED_BEFORE_PARAMETERS"
+_KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open", SNAPSHOT_NAME})
+
+
+def refuse_unknown_parameters(namespace: dict[str, Any], before: set[str], known: tuple[str, ...]) -> None:
+    """Inside a notebook, right after its parameters: a name that appeared since the imports and is not one of
+    the notebook's parameters was injected by papermill under a misspelt name (`-p proflie ...`), which papermill
+    itself only warns about. Refuse it, listing the known parameters."""
+    new = {name for name in namespace if name not in before and not name.startswith("_")}
+    unknown = sorted(new - set(known) - _KERNEL_NAMES)
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {unknown}; this notebook's parameters are {sorted(known)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .artifacts import stable_hash
-from .partners import IncompleteBatchError, Messages, PartnerError, Partner, Reply, Sampling, unusable_reason
+from .partners import IncompleteBatchError, Messages, Partner, PartnerError, Reply, Sampling, unusable_reason
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS remarks (

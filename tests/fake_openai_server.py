@@ -5,15 +5,19 @@
         ... OpenAIChatPartner("fake-model", base_url=server.base_url) ...
         assert server.request_count == 2
 
-Requests beyond the script get normal answers. Answers are deterministic: see `answer_for`.
+Requests beyond the script get normal answers, or, with `faults=Faults(rate=0.6, seed=...)`, a seeded
+mix of failures (500, 503, 429, timeouts, empty/blank/null content, a refusal, a non-JSON body) for that
+fraction of them: request n's fate depends on (seed, n) only. Answers are deterministic: see `answer_for`.
+The server listens on 127.0.0.1 only and refuses (HTTP 400) every request past `max_requests`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,23 +29,64 @@ CHAT_PATH = "/v1/chat/completions"
 class Step:
     """What the server does with one request."""
 
-    kind: str  # "ok" | "status" | "not_json" | "no_choices"
+    kind: str  # "ok" | "status" | "not_json" | "no_choices" | "content" | "hang" (never answers)
     delay_s: float = 0.0  # wait before answering (longer than the client timeout = a timeout)
     code: int = 200
     retry_after: str | None = None
+    text: str | None = None  # kind "content": the reply's content (None: null)
+    echo: str = "full"  # HTTP 401: how the key is echoed back, see ECHOES
+
+
+ECHOES = {  # the forms in which real servers echo (part of) a rejected key
+    "full": lambda key: key,
+    "prefix": lambda key: key[:15] + "***",
+    "ellipsis": lambda key: key[:6] + "\u2026",
+    "openai": lambda key: key[:8] + "*" * 20 + key[-4:],
+}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Seeded fault injection: each request fails with probability `rate`, in one of FAULT_KINDS."""
+
+    rate: float = 0.6
+    seed: int = 0
+    timeout_delay_s: float = 3.0  # a "timeout" answers this late: make it longer than the client's timeout
+
+
+FAULT_KINDS = ("500", "503", "429", "timeout", "empty", "blank", "null", "refusal", "not_json")
 
 
 def ok(delay_s: float = 0.0) -> Step:
     return Step("ok", delay_s=delay_s)
 
 
-def status(code: int, retry_after: str | None = None) -> Step:
-    return Step("status", code=code, retry_after=retry_after)
+def status(code: int, retry_after: str | None = None, echo: str = "full") -> Step:
+    assert echo in ECHOES, echo
+    return Step("status", code=code, retry_after=retry_after, echo=echo)
 
 
 def garbage(kind: str = "not_json") -> Step:
     assert kind in ("not_json", "no_choices"), kind
     return Step(kind)
+
+
+def content(text: str | None) -> Step:
+    """A 200 answer whose message content is `text` (None: null)."""
+    return Step("content", text=text)
+
+
+def fault_step(faults: Faults, n: int) -> tuple[str, Step]:
+    """What request number n (0-based) gets under `faults`: ("ok", ok()) or (fault kind, its step)."""
+    rng = random.Random(f"{faults.seed}:{n}")
+    if rng.random() >= faults.rate:
+        return "ok", ok()
+    kind = rng.choice(FAULT_KINDS)
+    steps = {"500": status(500), "503": status(503), "429": status(429, retry_after="0"),
+             "timeout": Step("hang", delay_s=faults.timeout_delay_s), "empty": content(""), "blank": content(" \n\t "),
+             "null": content(None), "refusal": content("I'm sorry, but I can't help with that."),
+             "not_json": garbage("not_json")}
+    return kind, steps[kind]
 
 
 def answer_for(body: dict[str, Any]) -> dict[str, Any]:
@@ -64,15 +109,20 @@ def answer_for(body: dict[str, Any]) -> dict[str, Any]:
 class FakeOpenAIServer:
     """Context manager: starts on enter, stops (and unblocks delayed answers) on exit."""
 
-    def __init__(self, answer_delay_s: float = 0.0):
+    def __init__(self, answer_delay_s: float = 0.0, *, faults: Faults | None = None, port: int = 0,
+                 max_requests: int = 2000):
         self.answer_delay_s = answer_delay_s  # added to every normal answer (for concurrency tests)
+        self.faults = faults
+        self.max_requests = max_requests
         self.requests: list[dict[str, Any]] = []
+        self.fault_counts: Counter[str] = Counter()  # fault kind -> requests that got it
+        self.answered: Counter[str] = Counter()  # last message content -> normal answers sent for it
         self.max_in_flight = 0
         self._in_flight = 0
         self._steps: deque[Step] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
@@ -101,10 +151,24 @@ class FakeOpenAIServer:
 
     def _begin(self, body: dict[str, Any]) -> Step:
         with self._lock:
+            n = len(self.requests)
             self.requests.append(body)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            return self._steps.popleft() if self._steps else ok()
+            if n >= self.max_requests:
+                return status(400)
+            if self._steps:
+                return self._steps.popleft()
+            if self.faults is None:
+                return ok()
+            kind, step = fault_step(self.faults, n)
+            if kind != "ok":
+                self.fault_counts[kind] += 1
+            return step
+
+    def _answered(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.answered[body["messages"][-1]["content"]] += 1
 
     def _end(self) -> None:
         with self._lock:
@@ -137,12 +201,19 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if step.kind == "ok":
                 server._wait(server.answer_delay_s)
                 self._send(200, answer_for(body))
+                server._answered(body)
+            elif step.kind == "hang":  # waited past the client's timeout: close without an answer
+                self.close_connection = True
+            elif step.kind == "content":
+                answer = answer_for(body)
+                answer["choices"][0]["message"]["content"] = step.text
+                self._send(200, answer)
             elif step.kind == "not_json":
                 self._send_raw(200, b"<html>502 Bad Gateway</html>")
             elif step.kind == "no_choices":
                 self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"]})
             elif step.code == 401:  # real servers echo (part of) the key: the client must redact it
-                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                key = ECHOES[step.echo](self.headers.get("Authorization", "").removeprefix("Bearer "))
                 self._send(401, {"error": {"message": f"Incorrect API key provided: {key}",
                                            "type": "invalid_request_error", "code": "invalid_api_key"}})
             else:

@@ -54,3 +54,36 @@ def test_committed_notebooks_have_no_outputs(name):
     for cell in _cells(name):
         if cell["cell_type"] == "code":
             assert cell.get("outputs") == [] and cell.get("execution_count") is None, name
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_parameter_guard_lists_exactly_the_notebooks_parameters(name):
+    import ast
+
+    import papermill
+
+    guards = [_source(c) for c in _cells(name) if _source(c).startswith("refuse_unknown_parameters(")]
+    assert len(guards) == 1, name
+    known = ast.literal_eval(ast.parse(guards[0]).body[0].value.keywords[0].value)
+    assert tuple(known) == tuple(papermill.inspect_notebook(str(NOTEBOOKS / name)))
+
+
+def test_guard_refuses_a_misspelt_parameter_and_accepts_the_real_ones():
+    from saie_lib.notebook_runner import refuse_unknown_parameters
+
+    before = {"display", "EXPERIMENT"}
+    namespace = {**dict.fromkeys(before), "_i3": "", "profile": "x", "data_dir": None, "proflie": "cpu-small"}
+    with pytest.raises(ValueError, match=r"\['proflie'\].*\['data_dir', 'profile', 'results_root'\]"):
+        refuse_unknown_parameters(namespace, before, ("profile", "data_dir", "results_root"))
+    del namespace["proflie"]
+    refuse_unknown_parameters(namespace, before, ("profile", "data_dir", "results_root"))
+
+
+@pytest.mark.notebooks
+def test_papermill_run_with_a_misspelt_parameter_fails_naming_it(tmp_path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="results_rot"):
+        papermill.execute_notebook(str(NOTEBOOKS / "90_figures_tables.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"results_rot": str(tmp_path)}, cwd=str(NOTEBOOKS),
+                                   progress_bar=False, kernel_name="python3")

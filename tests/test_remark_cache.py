@@ -7,10 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fake_openai_server import FakeOpenAIServer
+from fake_openai_server import FakeOpenAIServer, ok, status
 
-from saie_lib.partners import PartnerError, Reply, Sampling
+from saie_lib.partners import IncompleteBatchError, PartnerError, Reply, Sampling, local
 from saie_lib.partners.api import OpenAIChatPartner
+from saie_lib.partners.local import LocalModelPartner
 from saie_lib.remark_cache import CachedPartner, RemarkCache, remark_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,11 @@ class CountingPartner:
 
 def conversation(i: int) -> list[dict[str, str]]:
     return [{"role": "system", "content": "Be adversarial."}, {"role": "user", "content": f"answer {i}"}]
+
+
+@pytest.fixture(autouse=True)
+def no_default_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAIE_CACHE_DIR", str(tmp_path / "default-cache"))  # never the user's ~/.cache/saie
 
 
 @pytest.fixture
@@ -166,3 +172,81 @@ def test_through_the_api_partner_the_server_is_asked_once(tmp_path, monkeypatch)
     assert all(fake_key not in key for key in keys)
     for stored in tmp_path.iterdir():  # the database and its WAL / shared-memory files
         assert fake_key.encode() not in stored.read_bytes()
+
+
+class SometimesEmpty(CountingPartner):
+    """Answers "" (or a refusal) for the conversations whose question number is in `bad`."""
+
+    def __init__(self, bad: dict[int, str]):
+        super().__init__()
+        self.bad = bad
+
+    def chat(self, conversations, sampling):
+        replies = super().chat(conversations, sampling)
+        numbers = [int(c[-1]["content"].split()[-1]) for c in conversations]
+        return [Reply(self.bad[n], 1, 0) if n in self.bad else r for n, r in zip(numbers, replies)]
+
+
+def test_unusable_replies_are_never_cached_nor_returned(cache):
+    partner = CachedPartner(SometimesEmpty({1: "", 3: "I'm sorry, I can't help with that."}), cache)
+    with pytest.raises(IncompleteBatchError, match="2 unusable replies") as raised:
+        partner.chat([conversation(i) for i in (3, 0, 1, 2, 0)], SAMPLING)
+    assert raised.value.failed == [0, 2] and sorted(raised.value.replies) == [1, 3, 4]
+    assert cache.stats()["entries"] == 2
+    retry = CachedPartner(CountingPartner(), cache)
+    assert [r.cached for r in retry.chat([conversation(i) for i in range(4)], SAMPLING)] == [True, False, True, False]
+    assert retry.partner.batches == [[conversation(1), conversation(3)]]
+
+
+def test_put_many_refuses_an_unusable_remark_and_stores_none(cache):
+    with pytest.raises(ValueError, match="whitespace-only"):
+        cache.put_many({"good": Reply("fine", 1, 1), "blank": Reply(" \n", 1, 1)})
+    assert cache.stats()["entries"] == 0
+
+
+def test_an_empty_entry_left_by_older_code_is_a_miss(cache):
+    with cache._db:
+        cache._db.execute("INSERT INTO remarks VALUES (?, '', 1, 0, NULL, 0)",
+                          (remark_key("fake:counting", conversation(0), SAMPLING),))
+    partner = CachedPartner(CountingPartner(), cache)
+    [reply] = partner.chat([conversation(0)], SAMPLING)
+    assert reply.text and not reply.cached and partner.calls_made == 1
+    assert partner.chat([conversation(0)], SAMPLING)[0].cached
+
+
+def test_replies_that_arrived_are_cached_when_the_batch_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-PARTIAL-0123456789")
+    conversations = [conversation(i) for i in range(5)]
+    with FakeOpenAIServer() as server, RemarkCache(tmp_path / "remarks.sqlite") as cache:
+        server.script(ok(), ok(), *[status(503)] * 3)  # the third conversation fails for good
+        api = OpenAIChatPartner("fake-model", base_url=server.base_url, max_retries=2, concurrency=1,
+                                backoff_s=0.01, outage_wait_s=0)
+        partner = CachedPartner(api, cache)
+        with pytest.raises(IncompleteBatchError, match="partner_outage_wait_s") as raised:
+            partner.chat([conversations[1], *conversations], SAMPLING)
+        assert server.request_count == 5 and cache.stats()["entries"] == 2
+        assert sorted(raised.value.replies) == [0, 1, 2] and raised.value.failed == [3, 4, 5]
+        replies = partner.chat(conversations, SAMPLING)
+        assert server.request_count == 5 + 3  # only the three that got no reply are asked again
+    assert [r.cached for r in replies] == [True, True, False, False, False]
+
+
+def test_a_local_partner_with_an_empty_remark_names_it_and_caches_the_rest(cache, monkeypatch):
+    class Frozen:
+        def requires_grad_(self, flag):
+            return self
+
+    class WordTokenizer:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": text.split()}
+
+    monkeypatch.setattr(local, "render_chat", lambda tokenizer, chats: [c[-1]["content"] for c in chats])
+    monkeypatch.setattr(local, "generate", lambda model, tokenizer, prompts, decoding, **kw:
+                        ["" if p.endswith("answer 1") else f"remark on {p}" for p in prompts])
+    info = {"name": "tiny", "source": "test", "dtype": "float32"}
+    partner = CachedPartner(LocalModelPartner.from_loaded(Frozen(), WordTokenizer(), info), cache)
+    with pytest.raises(IncompleteBatchError) as raised:
+        partner.chat([conversation(i) for i in range(3)], SAMPLING)
+    message = str(raised.value)
+    assert "conversation 1 (empty remark)" in message and "answer 1" in message and "'partner'" in message
+    assert raised.value.failed == [1] and cache.stats()["entries"] == 2

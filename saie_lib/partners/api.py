@@ -215,7 +215,7 @@ class OpenAIChatPartner:
 
     def _give_up_message(self, failures: dict[int, _Failure], missing: int, total: int) -> str:
         fatal = [f for f in failures.values() if not f.retryable]
-        last = fatal[0] if fatal else list(failures.values())[-1]
+        last = fatal[0] if fatal else [*failures.values(), _Failure("no reply", retryable=True)][0]
         where = f"{self.model} at {self.base_url}"
         if fatal:
             return (f"{where} refused the request ({last.reason}); not retried; {missing} of {total} "

@@ -1,0 +1,102 @@
+"""Fault injection: the API partner behind CachedPartner against a fake server that fails 60% of requests
+(500, 503, 429, timeouts, empty / blank / null content, a refusal, non-JSON), and through outages.
+Every server here listens on 127.0.0.1 only and stops answering after a bounded number of requests."""
+
+import socket
+import threading
+import time
+
+import pytest
+from fake_openai_server import FAULT_KINDS, FakeOpenAIServer, Faults
+
+from saie_lib.partners import IncompleteBatchError, Sampling, unusable_reason
+from saie_lib.partners.api import OpenAIChatPartner
+from saie_lib.remark_cache import CachedPartner, RemarkCache
+
+SAMPLING = Sampling(max_new_tokens=48, temperature=0.0, seed=3)
+FAULT_SEED = 20240611
+PROMPTS = 32
+
+
+@pytest.fixture(autouse=True)
+def api_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-FAULTS-0123456789abcdef")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("SAIE_CACHE_DIR", str(tmp_path / "default-cache"))  # never the user's ~/.cache/saie
+
+
+def conversation(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Is 17 x {i} = {17 * i}? Remark on it. #{i}"}]
+
+
+def api_partner(base_url: str, **options) -> OpenAIChatPartner:
+    settings = {"timeout_s": 1.0, "max_retries": 20, "concurrency": 8, "backoff_s": 0.01, "max_wait_s": 0.05,
+                "outage_wait_s": 30, **options}
+    return OpenAIChatPartner("fake-model", base_url=base_url, **settings)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_sixty_percent_faults_finish_unattended_and_nothing_is_paid_twice(tmp_path):
+    conversations = [conversation(i) for i in range(PROMPTS)]
+    faults = Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=3.0)
+    with FakeOpenAIServer(faults=faults) as server, RemarkCache(tmp_path / "remarks.sqlite") as cache:
+        api = api_partner(server.base_url)
+        started = time.monotonic()
+        replies = CachedPartner(api, cache).chat(conversations + conversations[:5], SAMPLING)  # repeats asked once
+        wall_s = time.monotonic() - started
+        requests = server.request_count
+        print(f"\nfault run: {requests} requests, {PROMPTS} distinct prompts, {api.retries} retries, "
+              f"{wall_s:.2f} s; faults {dict(sorted(server.fault_counts.items()))}")
+        assert all(unusable_reason(r.text) is None and r.text.startswith("re: Is 17") for r in replies)
+        assert cache.stats()["entries"] == PROMPTS
+        assert requests - PROMPTS == api.retries == sum(server.fault_counts.values())
+        assert api.requests_sent == requests
+        assert set(server.answered.values()) == {1} and len(server.answered) == PROMPTS  # no reply paid twice
+        assert set(server.fault_counts) == set(FAULT_KINDS) and 0.45 < api.retries / requests < 0.75
+        again = CachedPartner(api_partner(server.base_url), cache)
+        second = again.chat(conversations, SAMPLING)
+        assert server.request_count == requests and again.calls_made == 0
+    assert [r.text for r in second] == [r.text for r in replies[:PROMPTS]] and all(r.cached for r in second)
+
+
+def test_a_long_outage_waits_and_resumes(tmp_path):
+    port = free_port()
+    came_back: list[FakeOpenAIServer] = []
+    timer = threading.Timer(1.5, lambda: came_back.append(FakeOpenAIServer(port=port).__enter__()))
+    conversations = [conversation(i) for i in range(3)]
+    api = api_partner(f"http://127.0.0.1:{port}/v1", max_retries=2, backoff_s=0.05, max_wait_s=0.2,
+                      outage_wait_s=20, timeout_s=2)
+    timer.start()
+    try:
+        with RemarkCache(tmp_path / "remarks.sqlite") as cache:
+            started = time.monotonic()
+            replies = CachedPartner(api, cache).chat(conversations, SAMPLING)
+            waited_s = time.monotonic() - started
+            assert cache.stats()["entries"] == 3
+    finally:
+        timer.join()
+        for server in came_back:
+            server.__exit__(None, None, None)
+    assert 1.5 <= waited_s < 15 and all(r.text.startswith("re: Is 17") for r in replies)
+    assert came_back[0].request_count == 3  # refused connections never reached it; nothing asked twice
+    assert api.requests_sent - api.retries == 3 and api.retries >= 3
+
+
+def test_an_outage_longer_than_the_wait_fails_naming_the_config_fields(tmp_path):
+    api = api_partner(f"http://127.0.0.1:{free_port()}/v1", max_retries=1, backoff_s=0.05, max_wait_s=0.2,
+                      outage_wait_s=1.0)
+    with RemarkCache(tmp_path / "remarks.sqlite") as cache:
+        started = time.monotonic()
+        with pytest.raises(IncompleteBatchError) as raised:
+            CachedPartner(api, cache).chat([conversation(i) for i in range(2)], SAMPLING)
+        elapsed_s = time.monotonic() - started
+        assert cache.stats()["entries"] == 0
+    message = str(raised.value)
+    assert 1.0 <= elapsed_s < 6 and "APIConnectionError" in message and raised.value.failed == [0, 1]
+    for field in ("partner_outage_wait_s (now 1)", "partner_max_retries (now 1)", "partner_timeout_s"):
+        assert field in message
