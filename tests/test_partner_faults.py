@@ -100,3 +100,36 @@ def test_an_outage_longer_than_the_wait_fails_naming_the_config_fields(tmp_path)
     assert 1.0 <= elapsed_s < 6 and "APIConnectionError" in message and raised.value.failed == [0, 1]
     for field in ("partner_outage_wait_s (now 1)", "partner_max_retries (now 1)", "partner_timeout_s"):
         assert field in message
+
+
+@pytest.mark.slow
+def test_training_against_sixty_percent_faults_finishes_and_pays_each_remark_once(data_dir, tmp_path, monkeypatch):
+    """The whole training loop (tiny model) with an API partner whose server fails 60% of requests: the run
+    finishes with no manual step under the configured retry budget, and every successful reply was asked for
+    exactly once (successful requests == distinct remarks in the cache)."""
+    from saie_lib import artifacts
+    from saie_lib.config import TrainConfig, load_config
+    from saie_lib.partners import api
+    from saie_lib.stages.train import train
+
+    class QuickBackoff(api.OpenAIChatPartner):  # the test's only change: retry waits of milliseconds, not seconds
+        def __init__(self, *args, **options):
+            super().__init__(*args, backoff_s=0.01, max_wait_s=0.05, **options)
+
+    monkeypatch.setattr(api, "OpenAIChatPartner", QuickBackoff)
+    with FakeOpenAIServer(faults=Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=2.0)) as server:
+        cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir),
+                          results_root=str(tmp_path), remark_cache=str(tmp_path / "remarks.sqlite"),
+                          partner="api:fake-partner", partner_base_url=server.base_url, partner_timeout_s=0.5,
+                          partner_max_retries=25, partner_concurrency=4, partner_outage_wait_s=10.0)
+        out = train(cfg, progress=False)
+        failed = sum(server.fault_counts.values())
+        succeeded = server.request_count - failed
+    metrics = artifacts.read_json(artifacts.run_file(out, "metrics"))
+    with RemarkCache(tmp_path / "remarks.sqlite") as cache:
+        distinct = cache.stats()["entries"]
+    print(f"\ntraining fault run: {server.request_count} requests, {failed} failed, {distinct} distinct remarks, "
+          f"{metrics['partner']['remarks']} remarks in transcripts")
+    assert metrics["n"] > 0 and metrics["partner"]["remarks"] > 0
+    assert failed > 0.4 * server.request_count
+    assert succeeded == distinct  # requests - distinct = retries of failed requests only
