@@ -89,9 +89,18 @@ def load_profile(name: str | Path) -> Profile:
 
 
 def resolve_profile(name: str) -> str:
-    """'auto': colab-t4 when a CUDA GPU is visible, else cpu-small. Any other name is returned as it is."""
+    """'auto': colab-t4 when a CUDA GPU is visible, else cpu-small; on Colab without a GPU it refuses instead of
+    silently running the CPU profile. Any other name is returned as it is."""
     if name != "auto":
         return name
+    import sys
+
     import torch
 
-    return "colab-t4" if torch.cuda.is_available() else "cpu-small"
+    if torch.cuda.is_available():
+        return "colab-t4"
+    if "google.colab" in sys.modules:
+        from .colab import require_gpu, runtime_report
+
+        require_gpu(runtime_report())
+    return "cpu-small"

@@ -87,3 +87,31 @@ def test_papermill_run_with_a_misspelt_parameter_fails_naming_it(tmp_path):
         papermill.execute_notebook(str(NOTEBOOKS / "90_figures_tables.ipynb"), str(tmp_path / "out.ipynb"),
                                    parameters={"results_rot": str(tmp_path)}, cwd=str(NOTEBOOKS),
                                    progress_bar=False, kernel_name="python3")
+
+
+GPU_NOTEBOOKS = ("10_math_gsm8k.ipynb", "11_commonsense_csqa.ipynb", "12_multidomain_mmlu.ipynb",
+                 "20_multiagent_inference.ipynb")
+
+
+def _colab_field(name):
+    import re
+
+    setup = next(_source(c) for c in _cells(GPU_NOTEBOOKS[0]) if COLAB_MARK in _source(c))
+    return re.search(rf'^{name} = "([^"]+)"', setup, re.M).group(1)
+
+
+def test_readme_badges_open_the_repository_the_setup_cell_clones():
+    import re
+
+    repo = _colab_field("SAIE_REPO").removeprefix("https://github.com/").removesuffix(".git")
+    ref = _colab_field("SAIE_REF")
+    badges = re.findall(r"colab\.research\.google\.com/github/([^)\s]+?)/blob/([^/]+)/notebooks/(\S+?\.ipynb)",
+                        (REPO / "README.md").read_text())
+    assert {name for *_, name in badges} == set(GPU_NOTEBOOKS)
+    assert {(path, branch) for path, branch, _ in badges} == {(repo, ref)}
+
+
+@pytest.mark.parametrize("name", GPU_NOTEBOOKS)
+def test_gpu_notebooks_ask_colab_for_a_gpu(name):
+    metadata = json.loads((NOTEBOOKS / name).read_text())["metadata"]
+    assert metadata["accelerator"] == "GPU" and metadata["colab"]["gpuType"]
