@@ -14,6 +14,7 @@ from typing import Any, Iterator, Sequence
 from .config import BACKENDS
 from .generation import Decoding, generate, render_chat
 from .models import load_model, pick_device, pick_dtype, resolve_model
+from .precision import StepPrecision, resolve_precision
 from .training import collate, target_loss
 
 
@@ -41,8 +42,12 @@ class Learner:
 
     backend = "peft"
 
-    def __init__(self, model: Any, tokenizer: Any, info: dict[str, Any]):
-        self.model, self.tokenizer, self.info = model, tokenizer, info
+    def __init__(self, model: Any, tokenizer: Any, info: dict[str, Any], precision: str = "auto"):
+        self.model, self.tokenizer = model, tokenizer
+        device_type = self.model.device.type
+        name = resolve_precision(precision, device_type, str(self.model.dtype).removeprefix("torch."))
+        self.precision = StepPrecision.create(name, device_type)
+        self.info = {**info, "precision": name}
 
     @classmethod
     def create(cls, name: str, lora: LoraSettings, *, source: str = "auto", dtype: str = "auto",

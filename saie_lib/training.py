@@ -12,7 +12,7 @@ import random
 from typing import Any, Sequence
 
 from .parsing import grade
-from .prompts import build_messages, format_target
+from .prompts import build_messages, format_target, has_chat_template, render_plain
 from .tasks import Example
 
 IGNORE_INDEX = -100
@@ -32,14 +32,14 @@ def batched(items: Sequence[Any], size: int) -> list[list[Any]]:
 
 def supervised_features(tokenizer: Any, conversation: list[dict], target: str, max_seq_len: int) -> dict:
     """input_ids for conversation + assistant target; labels are -100 everywhere except the target's tokens
-    (and the chat template's end-of-turn marker after it). Too long: the target keeps up to half the budget,
-    and the prompt loses tokens from the middle of the discussion: its opening (system and question) and its
-    latest turns stay. Flags say when either was cut."""
-    prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(conversation + [{"role": "assistant", "content": target}],
-                                         tokenize=False)
-    answer = full[len(prompt):] if full.startswith(prompt) else target + (tokenizer.eos_token or "")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    (and the chat template's end-of-turn marker, or the eos token, after it). Too long: the target keeps up to
+    half the budget, and the prompt loses tokens from the middle of the discussion: its opening (system and
+    question) and its latest turns stay. Flags say when either was cut. The same row serves both model
+    families: an encoder-decoder model reads its first `prompt_length` tokens as the encoder input and is
+    trained on the rest (saie_lib.seq2seq)."""
+    prompt, answer = _prompt_and_answer(tokenizer, conversation, target)
+    # a chat template writes its own special tokens; a plain prompt gets the tokenizer's (T5: a closing </s>)
+    prompt_ids = tokenizer(prompt, add_special_tokens=not has_chat_template(tokenizer))["input_ids"]
     answer_ids = tokenizer(answer.rstrip("\n"), add_special_tokens=False)["input_ids"]
     target_truncated = len(answer_ids) > max_seq_len // 2
     answer_ids = answer_ids[: max_seq_len // 2]
@@ -49,12 +49,26 @@ def supervised_features(tokenizer: Any, conversation: list[dict], target: str, m
         head = min(_opening_length(tokenizer, conversation, prompt), budget // 2)
         prompt_ids = prompt_ids[:head] + prompt_ids[len(prompt_ids) - (budget - head):]
     return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
-            "prompt_truncated": prompt_truncated, "target_truncated": target_truncated}
+            "prompt_truncated": prompt_truncated, "target_truncated": target_truncated,
+            "prompt_length": len(prompt_ids)}
+
+
+def _prompt_and_answer(tokenizer: Any, conversation: list[dict], target: str) -> tuple[str, str]:
+    """The rendered prompt, and the text after it that the model learns: the chat template's assistant turn,
+    or (no template: the plain rendering) the target and the eos token."""
+    eos = tokenizer.eos_token or ""
+    if not has_chat_template(tokenizer):
+        return render_plain(conversation), target + eos
+    prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(conversation + [{"role": "assistant", "content": target}],
+                                         tokenize=False)
+    return prompt, full[len(prompt):] if full.startswith(prompt) else target + eos
 
 
 def _opening_length(tokenizer: Any, conversation: list[dict], prompt: str) -> int:
     """Tokens of the rendered first turn (system header and question), when it is a prefix of the prompt."""
-    opening = tokenizer.apply_chat_template(conversation[:1], tokenize=False)
+    opening = (tokenizer.apply_chat_template(conversation[:1], tokenize=False) if has_chat_template(tokenizer)
+               else render_plain(conversation[:1], add_generation_prompt=False))
     if not prompt.startswith(opening):
         return 0
     return len(tokenizer(opening, add_special_tokens=False)["input_ids"])
@@ -105,7 +119,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_grad_norm: float) -> dict:
-    """One step of cross-entropy on the target tokens; returns loss, token count and truncation counts."""
+    """One step of cross-entropy on the target tokens, in the learner's precision (fp32, bf16 autocast, or fp16
+    autocast with loss scaling); returns loss, token count, truncation counts and whether fp16 skipped the step."""
     import torch
 
     n_target = sum(sum(label != IGNORE_INDEX for label in f["labels"]) for f in features)
@@ -114,18 +129,22 @@ def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_g
     if n_target == 0:
         return {"loss": None, "target_tokens": 0, **cut}
     learner.for_training()
-    loss = learner.target_loss(features)
+    precision = learner.precision
+    with precision.autocast():
+        loss = learner.target_loss(features)
     if not torch.isfinite(loss):
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(f"loss is {float(loss.detach())}")
-    loss.backward()
+    precision.backward(loss)
+    precision.unscale(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
-    if not torch.isfinite(grad_norm):
+    finite = bool(torch.isfinite(grad_norm))
+    if not finite and precision.scaler is None:
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(f"gradient norm is {float(grad_norm)} (loss {float(loss.detach()):.4f})")
-    optimizer.step()
+    took = precision.step(optimizer, finite)
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": float(loss.detach()), "target_tokens": n_target, **cut}
+    return {"loss": float(loss.detach()), "target_tokens": n_target, **cut, **({} if took else {"skipped": True})}
 
 
 def plain_features(tokenizer: Any, examples: Sequence[Example], max_seq_len: int) -> list[dict]:

@@ -1,0 +1,85 @@
+"""Mixed precision for the training step, one small abstraction: which dtype the forward pass computes in, and
+whether the loss is scaled.
+
+- `fp32`: plain float32 (CPU default; nothing to do).
+- `bf16`: autocast to bfloat16 where the device supports it (Ampere+ GPUs, CPUs with AVX-512 BF16); bf16 has
+  float32's range, so no loss scaling.
+- `fp16`: autocast to float16 with a gradient scaler (T4 and other pre-Ampere GPUs, where Unsloth loads the model
+  in fp16): without scaling small gradients underflow to zero; the scaler skips a step whose gradients overflowed
+  and lowers the scale, which is expected and counted, not an error.
+
+`auto` picks bf16 on a CUDA device that supports it, fp16 on one that does not, and the dtype the model was
+loaded in on CPU (fp32 unless a config asks otherwise). The LoRA weights and optimiser state stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def resolve_precision(requested: str, device_type: str, model_dtype: str = "float32") -> str:
+    """The precision a step runs in: `requested` unless it is 'auto'."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r}; expected one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    if device_type == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(model_dtype, "fp32")
+
+
+@dataclass
+class StepPrecision:
+    """Autocast and (for fp16) a gradient scaler for one device; `skipped_steps` counts overflowed fp16 steps."""
+
+    name: str
+    device_type: str
+    scaler: Any = None
+    skipped_steps: int = field(default=0)
+
+    @classmethod
+    def create(cls, name: str, device_type: str) -> "StepPrecision":
+        import torch
+
+        scaler = torch.amp.GradScaler(device_type) if name == "fp16" else None
+        return cls(name, device_type, scaler)
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        if self.name == "fp32":
+            yield
+            return
+        import torch
+
+        with torch.autocast(self.device_type, dtype=getattr(torch, _DTYPE_NAMES[self.name])):
+            yield
+
+    def backward(self, loss: Any) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def unscale(self, optimizer: Any) -> None:
+        """Gradients back in their true units before clipping."""
+        if self.scaler:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: Any, grad_norm_finite: bool) -> bool:
+        """Take the optimiser step; False when fp16 gradients overflowed and the scaler skipped it."""
+        if not self.scaler:
+            optimizer.step()
+            return True
+        self.scaler.step(optimizer)  # skips the update itself when it found inf/nan gradients
+        self.scaler.update()
+        if not grad_norm_finite:
+            self.skipped_steps += 1
+        return grad_norm_finite
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "scaler": self.scaler.state_dict() if self.scaler else None,
+                "skipped_steps": self.skipped_steps}
