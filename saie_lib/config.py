@@ -34,9 +34,14 @@ class RunConfig:
         check_choice(self, "device", DEVICES)
         check_choice(self, "model_source", MODEL_SOURCES)
 
+    # Fields added after runs were committed, left out of the identity while they hold the value that reproduces
+    # the earlier behaviour, so those runs keep their identity and any other value makes a new run.
+    omitted_at: dict[str, Any] = {}
+
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a run computes (locations excluded)."""
-        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS + OPERATIONAL_FIELDS}
+        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS + OPERATIONAL_FIELDS
+                and not (k in self.omitted_at and self.omitted_at[k] == v)}
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,16 @@ class EvalConfig(RunConfig):
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
     device: str = "auto"
     trust_remote_code: bool = False
+    # How the model is loaded: "peft" = plain transformers; "unsloth"/"auto" and load_in_4bit load it as the
+    # trained conditions' learner is loaded (same quantisation and dtype), evaluated with its adapters off.
+    backend: str = "peft"
+    load_in_4bit: bool = False
+
+    omitted_at = {"backend": "peft", "load_in_4bit": False}
 
     def __post_init__(self) -> None:
         self._check_model_fields()
+        check_choice(self, "backend", BACKENDS)
         check_min(self, "batch_size", 1)
         check_min(self, "max_new_tokens", 1)
         check_min(self, "limit", 1)
@@ -162,6 +174,10 @@ class InferenceConfig(RunConfig):
     dtype: str = "auto"
     device: str = "auto"
     trust_remote_code: bool = False
+    backend: str = "peft"  # as EvalConfig: "unsloth"/"auto" or load_in_4bit load the base as it was trained on
+    load_in_4bit: bool = False
+
+    omitted_at = {"backend": "peft", "load_in_4bit": False}
 
     def identity(self) -> dict[str, Any]:
         """The adapter counts by the training run it came from, not by where that run sits on disk."""
@@ -173,6 +189,7 @@ class InferenceConfig(RunConfig):
 
     def __post_init__(self) -> None:
         self._check_model_fields()
+        check_choice(self, "backend", BACKENDS)
         unknown = [s for s in self.settings if s not in INFERENCE_SETTINGS]
         if unknown or not self.settings:
             raise ValueError(f"config field 'settings' = {list(self.settings)}; expected a non-empty list from "
@@ -191,7 +208,8 @@ def eval_config_for(cfg: TrainConfig) -> EvalConfig:
     return EvalConfig(study=cfg.study, task=cfg.task, model=cfg.model, model_source=cfg.model_source,
                       limit=cfg.eval_limit, seed=cfg.seed, data_dir=cfg.data_dir, results_root=cfg.results_root,
                       batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, dtype=cfg.dtype,
-                      device=cfg.device, trust_remote_code=cfg.trust_remote_code)
+                      device=cfg.device, trust_remote_code=cfg.trust_remote_code, backend=cfg.backend,
+                      load_in_4bit=cfg.load_in_4bit)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

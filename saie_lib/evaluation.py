@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .artifacts import append_jsonl, read_jsonl, write_jsonl
-from .generation import Decoding, generate, render_chat
+from .generation import Decoding, generate, generation_settings, render_chat
 from .parsing import grade
 from .progress import progress_bar
 from .prompts import build_messages
@@ -70,7 +70,7 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
             append_jsonl(sample_log, rows)
     ordered = [done[e.id] for e in examples]
     rouge = reasoning_rouge([r["output"] for r in ordered], [e.rationale for e in examples])
-    return {**compute_metrics(ordered), "rouge": rouge}, ordered
+    return {**compute_metrics(ordered), "rouge": rouge, "decoding": generation_settings(decoding)}, ordered
 
 
 def check_unique_ids(examples: Sequence[Example]) -> None:

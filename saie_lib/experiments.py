@@ -17,6 +17,7 @@ from typing import Any
 from . import artifacts
 from .conditions import CONDITIONS, REMARK_POLICIES
 from .config import TrainConfig, eval_config_for
+from .learner import prepare_backend
 from .paths import results_root as resolve_results_root
 from .profiles import Profile
 from .stages.discuss import run_inference
@@ -94,6 +95,7 @@ def run_training_experiment(profile: Profile, experiment: Experiment, *, progres
     """Evaluate the base model, then train and evaluate the four conditions; finished runs are reused and an
     interrupted one resumes from its last checkpoint."""
     configs = condition_configs(profile, experiment, **locations)
+    prepare_backend(configs["saie"].backend, configs["saie"].device)  # Unsloth before the baseline loads anything
     runs = {"base": run_evaluation(configs.pop("base"), progress=progress)}
     for condition, cfg in configs.items():
         runs[condition] = train(cfg, progress=progress)

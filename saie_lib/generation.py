@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .progress import progress_bar
+from .prompts import has_chat_template, render_plain
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,19 @@ class Decoding:
     seed: int = 0
 
 
+def generation_settings(decoding: Decoding) -> dict[str, Any]:
+    """Every setting that shapes decoding, stated explicitly: a model's own generation_config (top_k,
+    repetition_penalty, do_sample, ...) fills only what is left unset, so "greedy" stays greedy. Recorded in
+    the metrics of every run."""
+    settings: dict[str, Any] = {"max_new_tokens": decoding.max_new_tokens, "do_sample": decoding.do_sample,
+                                "num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                                "use_cache": True}
+    if decoding.do_sample:
+        settings.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0, min_p=0.0,
+                        typical_p=1.0)
+    return settings
+
+
 def set_seed(seed: int) -> None:
     import numpy as np
     import torch
@@ -29,7 +43,10 @@ def set_seed(seed: int) -> None:
 
 
 def render_chat(tokenizer: Any, conversations: Sequence[list[dict[str, str]]]) -> list[str]:
-    """Each conversation rendered by the model's chat template, ready for the assistant's turn."""
+    """Each conversation rendered by the model's chat template, ready for the assistant's turn; without a
+    template (Flan-T5), by the plain rendering of saie_lib.prompts."""
+    if not has_chat_template(tokenizer):
+        return [render_plain(list(c)) for c in conversations]
     return [tokenizer.apply_chat_template(list(c), tokenize=False, add_generation_prompt=True)
             for c in conversations]
 
@@ -63,20 +80,21 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], decoding: Decod
 
 def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], decoding: Decoding) -> list[str]:
     import torch
+    from transformers import GenerationConfig
 
-    tokenizer.padding_side = "left"
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    tokenizer.padding_side = "left"  # encoder-decoder models too: padding is masked, T5's position bias is relative
+    # a chat template writes its own special tokens; a plain prompt gets the tokenizer's (T5: a closing </s>)
+    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True,
+                        add_special_tokens=not has_chat_template(tokenizer))
     encoded = {k: v.to(model.device) for k, v in encoded.items()}
-    sampling = {"temperature": decoding.temperature, "top_p": decoding.top_p} if decoding.do_sample else {}
+    config = GenerationConfig(**generation_settings(decoding), eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
     cuda = [model.device.index or 0] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), torch.inference_mode():  # sampling never moves the global RNG
         if decoding.do_sample:
             torch.manual_seed(decoding.seed)
-        generated = model.generate(
-            **encoded, max_new_tokens=decoding.max_new_tokens, do_sample=decoding.do_sample,
-            use_cache=True, eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id,
-            **sampling,
-        )
-    new_tokens = generated[:, encoded["input_ids"].shape[1]:]
+        generated = model.generate(**encoded, generation_config=config)
+    # encoder-decoder: the decoder's output after its decoder_start token; decoder-only: after the prompt
+    start = 1 if getattr(model.config, "is_encoder_decoder", False) else encoded["input_ids"].shape[1]
+    new_tokens = generated[:, start:]
     texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [cut_at_stop(t, decoding.stop).strip() for t in texts]

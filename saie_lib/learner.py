@@ -13,8 +13,9 @@ from typing import Any, Iterator, Sequence
 
 from .config import BACKENDS
 from .generation import Decoding, generate, render_chat
-from .models import load_model, pick_device, pick_dtype, resolve_model
+from .models import MODEL_ALIASES, load_model, pick_device, pick_dtype, resolve_model
 from .precision import StepPrecision, resolve_precision
+from .seq2seq import is_encoder_decoder, is_seq2seq_checkpoint, lora_arguments, seq2seq_precision, seq2seq_target_loss
 from .training import collate, target_loss
 
 
@@ -26,10 +27,39 @@ class LoraSettings:
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def choose_backend(backend: str, device: str) -> str:
-    """auto: Unsloth when CUDA is present and Unsloth is installed, else peft."""
+def import_unsloth() -> Any:
+    """Unsloth, imported before transformers/peft are used (it patches them); its real import error is kept."""
+    try:
+        import unsloth  # noqa: F401  (the import itself patches transformers, peft and TRL)
+        from unsloth import FastLanguageModel
+    except ImportError as error:
+        missing = getattr(error, "name", None)
+        hint = ('pip install -e ".[colab]" (Colab) or ".[gpu]" on a CUDA machine' if missing in ("unsloth", None)
+                else f"the package {missing!r} that Unsloth needs failed to import")
+        raise ImportError(f'backend "unsloth": importing Unsloth failed ({type(error).__name__}: {error}); '
+                          f"{hint}") from error
+    return FastLanguageModel
+
+
+def prepare_backend(backend: str, device: str = "auto") -> str:
+    """Resolve the backend once, at the start of a run; for Unsloth, import it now, before the baseline or any
+    other stage has loaded transformers and peft."""
+    chosen = choose_backend(backend, pick_device(device))
+    if chosen == "unsloth":
+        import_unsloth()
+    return chosen
+
+
+def choose_backend(backend: str, device: str, *, seq2seq: bool = False) -> str:
+    """auto: Unsloth when CUDA is present and Unsloth is installed, else peft. Encoder-decoder models (Flan-T5):
+    always peft (Unsloth supports decoder-only models only)."""
     if backend not in BACKENDS:
         raise ValueError(f"config field 'backend' = {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if seq2seq and backend == "unsloth":
+        raise ValueError("config field 'backend' = 'unsloth', but the model is an encoder-decoder (seq2seq, e.g. "
+                         "Flan-T5) and Unsloth supports decoder-only models only: use 'peft' or 'auto'")
+    if seq2seq:
+        return "peft"
     if backend != "auto":
         return backend
     has_unsloth = importlib.util.find_spec("unsloth") is not None
@@ -46,6 +76,8 @@ class Learner:
         self.model, self.tokenizer = model, tokenizer
         device_type = self.model.device.type
         name = resolve_precision(precision, device_type, str(self.model.dtype).removeprefix("torch."))
+        if is_encoder_decoder(model):  # T5 overflows in fp16: bf16 where supported, else fp32
+            name = seq2seq_precision(precision, name)
         self.precision = StepPrecision.create(name, device_type)
         self.info = {**info, "precision": name}
 
@@ -60,8 +92,11 @@ class Learner:
             model = PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
         else:
             config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+                                **lora_arguments(base, lora.target_modules))  # causal or seq2seq (T5) modules
             model = get_peft_model(base, config)
+        if model.device.type == "cuda":  # activations recomputed in backward: far less memory, ~20-30% more time
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
         return cls(model, tokenizer, {**info, "backend": cls.backend})
 
     @property
@@ -87,7 +122,10 @@ class Learner:
             yield
 
     def target_loss(self, features: Sequence[dict]):
-        """Cross-entropy on the target tokens only, with logits for the target positions only."""
+        """Cross-entropy on the target tokens only, with logits for the target positions only (seq2seq: the
+        decoder's positions, which are the target's)."""
+        if is_encoder_decoder(self.model):
+            return seq2seq_target_loss(self.model, features, self.tokenizer.pad_token_id, self.device)
         return target_loss(self.model, features, self.tokenizer.pad_token_id, self.device)
 
     def trainable_parameters(self) -> list:
@@ -122,22 +160,23 @@ class UnslothLearner(Learner):
     @classmethod
     def create(cls, name: str, lora: LoraSettings, *, source: str = "auto", dtype: str = "auto",
                device: str = "auto", adapter: str | Path | None = None, trust_remote_code: bool = False,
-               load_in_4bit: bool = False, max_seq_length: int = 2048):
-        try:
-            from unsloth import FastLanguageModel
-        except ImportError as error:
-            raise ImportError('backend "unsloth" needs Unsloth: pip install -e ".[gpu]" on a CUDA machine') from error
-
+               load_in_4bit: bool = False, max_seq_length: int = 2048, seed: int = 0):
+        FastLanguageModel = import_unsloth()
         resolved = resolve_model(name, source)
         device = pick_device(device)
+        # The Hub id where there is one: Unsloth then uses its pre-quantised 4-bit weights and names the base
+        # model by its id in the adapter card, not by a cache path.
+        spec = MODEL_ALIASES.get(name)
+        base = spec.hub_id if resolved.source == "hub" and spec and spec.hub_id else resolved.path
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(adapter or resolved.path), max_seq_length=max_seq_length, load_in_4bit=load_in_4bit,
+            model_name=str(adapter or base), max_seq_length=max_seq_length, load_in_4bit=load_in_4bit,
             dtype=None if dtype == "auto" else pick_dtype(dtype, device), trust_remote_code=trust_remote_code,
         )
         if not adapter:
             model = FastLanguageModel.get_peft_model(
                 model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                 target_modules=list(lora.target_modules), use_gradient_checkpointing="unsloth",
+                random_state=seed,  # else Unsloth reseeds the global RNG with its own default
             )
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
@@ -163,13 +202,19 @@ class UnslothLearner(Learner):
 
         FastLanguageModel.for_training(self.model)
 
+    def save_merged(self, path: str | Path) -> None:
+        """Unsloth's own merged export (dequantises a 4-bit base correctly; no deep copy of the model)."""
+        self.model.save_pretrained_merged(str(path), self.tokenizer, save_method="merged_16bit")
+
 
 def load_learner(name: str, lora: LoraSettings, *, backend: str = "auto", device: str = "auto",
-                 load_in_4bit: bool = False, max_seq_length: int = 2048, **kwargs: Any) -> Learner:
-    chosen = choose_backend(backend, pick_device(device))
+                 load_in_4bit: bool = False, max_seq_length: int = 2048, seed: int = 0, **kwargs: Any) -> Learner:
+    seq2seq = is_seq2seq_checkpoint(resolve_model(name, kwargs.get("source", "auto")).path,
+                                    trust_remote_code=kwargs.get("trust_remote_code", False))
+    chosen = choose_backend(backend, pick_device(device), seq2seq=seq2seq)
     if chosen == "unsloth":
         return UnslothLearner.create(name, lora, device=device, load_in_4bit=load_in_4bit,
-                                     max_seq_length=max_seq_length, **kwargs)
+                                     max_seq_length=max_seq_length, seed=seed, **kwargs)
     if load_in_4bit:
         raise ValueError("config field 'load_in_4bit' needs the unsloth backend (a CUDA machine)")
     return Learner.create(name, lora, device=device, **kwargs)

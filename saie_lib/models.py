@@ -1,8 +1,13 @@
-"""Model aliases in one registry; loading from the Hub, a local path, or the embedded GGUF; a tiny test model."""
+"""Model aliases in one registry; loading from the Hub, a local path, or the embedded GGUF; tiny test models.
+
+Decoder-only models load with AutoModelForCausalLM, encoder-decoder ones (Flan-T5) with AutoModelForSeq2SeqLM
+(saie_lib.seq2seq). A model whose tokenizer has no chat template gets plain-text prompts (`uses_plain_prompts`).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -11,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .paths import cache_dir
+from .prompts import has_chat_template
+from .seq2seq import is_encoder_decoder, seq2seq_dtype
 
 TINY_VERSION = 2  # bump when the tiny model's recipe changes, so stale caches are not reused
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
@@ -23,7 +30,9 @@ class ModelSpec:
     gguf_module: str | None = None
     gguf_file: str | None = None
     special_tokens: dict | None = None  # corrections for tokenizer metadata the GGUF gets wrong
-    tiny_from: str | None = None  # random-init tiny Llama with this alias's tokenizer
+    tiny_from: str | None = None  # random-init tiny model (tiny_arch) with this alias's tokenizer
+    tiny_arch: str = "llama"  # llama (decoder-only) or t5 (encoder-decoder, T5 v1.1 layout)
+    plain_prompts: bool = False  # the tokenizer has no chat template: prompts use the plain rendering
 
 
 SMOLLM2_TOKENS = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
@@ -40,8 +49,14 @@ MODEL_ALIASES: dict[str, ModelSpec] = {
     "smollm2-1.7b-instruct": ModelSpec(hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct"),
     "qwen2.5-0.5b-instruct": ModelSpec(hub_id="Qwen/Qwen2.5-0.5B-Instruct"),
     "qwen2.5-1.5b-instruct": ModelSpec(hub_id="Qwen/Qwen2.5-1.5B-Instruct"),
+    "qwen2.5-7b-instruct": ModelSpec(hub_id="Qwen/Qwen2.5-7B-Instruct"),
     "tiny-random-smollm2": ModelSpec(tiny_from="smollm2-135m-instruct"),
+    # the paper's learner family: encoder-decoder, no chat template (seq2seq LoRA through peft, never Unsloth)
+    "flan-t5-base": ModelSpec(hub_id="google/flan-t5-base", plain_prompts=True),
+    "flan-t5-large": ModelSpec(hub_id="google/flan-t5-large", plain_prompts=True),
+    "tiny-random-t5": ModelSpec(tiny_from="smollm2-135m-instruct", tiny_arch="t5", plain_prompts=True),
 }
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
 
 class ModelUnavailableError(RuntimeError):
@@ -70,7 +85,8 @@ def resolve_model(name: str, source: str = "auto") -> ResolvedModel:
                              f"not an alias ({', '.join(sorted(MODEL_ALIASES))})")
         return ResolvedModel(name, _hub_snapshot(name, required=True), "hub")
     if spec.tiny_from:
-        return ResolvedModel(name, str(build_tiny_model(name, spec.tiny_from)), f"tiny-random-v{TINY_VERSION}")
+        build = build_tiny_t5 if spec.tiny_arch == "t5" else build_tiny_model
+        return ResolvedModel(name, str(build(name, spec.tiny_from)), f"tiny-random-v{TINY_VERSION}")
     if source in ("auto", "hub") and spec.hub_id:
         path = _hub_snapshot(spec.hub_id, required=source == "hub")
         if path:
@@ -157,6 +173,59 @@ def build_tiny_model(name: str, tokenizer_from: str) -> Path:
     return target
 
 
+def build_tiny_t5(name: str, tokenizer_from: str) -> Path:
+    """A randomly initialised 2+2-layer T5 v1.1 (gated GELU, untied head, as Flan-T5) for fast tests, with the
+    real tokenizer made T5-like: no chat template, its first token as pad and decoder start, its eos closing
+    every encoded text (as T5's </s>)."""
+    target = cache_dir() / "models" / f"{name}-v{TINY_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_from).path)
+    tokenizer.chat_template = None
+    tokenizer.pad_token = tokenizer.convert_ids_to_tokens(0)  # SmolLM2: <|endoftext|>, like T5's <pad> (id 0)
+    eos = (tokenizer.eos_token, tokenizer.eos_token_id)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"$A {eos[0]}", pair=f"$A {eos[0]} $B {eos[0]}", special_tokens=[eos])
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(config)
+    # untied head, as Flan-T5 (transformers ties T5's head to the embeddings unless the checkpoint holds both):
+    # a tied random model only echoes the decoder_start token
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight))
+    _save_atomically(target, model, tokenizer)
+    return target
+
+
+def uses_plain_prompts(name: str) -> bool:
+    """True when the model's tokenizer has no chat template (its prompts use the plain rendering). Part of a
+    run's identity, so decided before any weights load: from the alias registry, a local directory's tokenizer
+    files, or the Hub's (a template is assumed when they cannot be read; load_model refuses a mismatch)."""
+    spec = MODEL_ALIASES.get(name)
+    if spec is not None:
+        return spec.plain_prompts
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            folder = Path(snapshot_download(name, allow_patterns=["tokenizer_config.json", *CHAT_TEMPLATE_FILES],
+                                            local_files_only=_hub_offline()))
+        except (OSError, ValueError, HfHubHTTPError):  # unreachable or unknown: assume a template (checked at load)
+            return False
+    config = folder / "tokenizer_config.json"
+    declared = config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+    return not (declared or any((folder / f).is_file() for f in CHAT_TEMPLATE_FILES))
+
+
 def _save_atomically(target: Path, model: Any, tokenizer: Any) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
@@ -200,17 +269,27 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False):
 
 def load_model(name: str, *, source: str = "auto", dtype: str = "auto", device: str = "auto",
                trust_remote_code: bool = False):
-    """(model, tokenizer, info) ready for inference; info says where the weights came from."""
-    from transformers import AutoModelForCausalLM
+    """(model, tokenizer, info) ready for inference; info says where the weights came from. Encoder-decoder
+    models (Flan-T5) load as seq2seq LMs, never in float16 (saie_lib.seq2seq)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     resolved = resolve_model(name, source)
     device = pick_device(device)
     tokenizer = load_tokenizer(resolved.path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        resolved.path, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+    if has_chat_template(tokenizer) == uses_plain_prompts(name):
+        found = "a" if has_chat_template(tokenizer) else "no"
+        raise ModelUnavailableError(f"model {name!r}: its tokenizer has {found} chat template, unlike what its run "
+                                    "identity assumed; pass a local model directory, or add the model to "
+                                    "MODEL_ALIASES with plain_prompts set")
+    seq2seq = is_encoder_decoder(AutoConfig.from_pretrained(resolved.path, trust_remote_code=trust_remote_code))
+    auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    model = auto_class.from_pretrained(
+        resolved.path, dtype=seq2seq_dtype(dtype, device) if seq2seq else pick_dtype(dtype, device),
+        trust_remote_code=trust_remote_code,
     ).to(device)
     model.eval()
     info = {"name": name, "source": resolved.source, "path": resolved.path, "device": device,
-            "dtype": str(model.dtype).removeprefix("torch."),
+            "dtype": str(model.dtype).removeprefix("torch."), "family": "seq2seq" if seq2seq else "causal",
+            "prompts": "chat" if has_chat_template(tokenizer) else "plain",
             "parameters": sum(p.numel() for p in model.parameters())}
     return model, tokenizer, info

@@ -19,7 +19,8 @@ from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
 
 PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train", "tasks", "inference")
-SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed")
+SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed", "backend",
+                         "load_in_4bit")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
 """Chat prompts per task, versioned. The wording lives in the task registry; the layout lives here.
 
-Bump PROMPT_VERSION whenever a string produced here changes: every run records it.
+Bump PROMPT_VERSION whenever a string produced here changes: every run records it. Models without a chat
+template (Flan-T5) get the same messages as plain text (`render_plain`), versioned apart: their runs record
+`prompt_version(plain=True)`, so the identities of chat-template runs never depend on the plain layout.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .conditions import STANCES
 from .tasks import Example, get_task
@@ -102,3 +106,34 @@ def other_agents_turns(response: str, others: list[str]) -> list[dict[str, str]]
     listed = "\n\n".join(f"Agent {i + 1}: {text.strip()}" for i, text in enumerate(others))
     return [{"role": "assistant", "content": response.strip()},
             {"role": "user", "content": OTHER_AGENTS_REQUEST.format(others=listed)}]
+
+
+# --- Plain rendering: the same messages for tokenizers without a chat template (e.g. Flan-T5) ---------
+
+PLAIN_RENDERING_VERSION = "1"  # bump when render_plain's layout changes; only runs that use it record it
+PLAIN_RESPONSE_CUE = "Response:"
+PLAIN_ROLES = ("system", "user", "assistant")
+
+
+def prompt_version(plain: bool = False) -> str:
+    """The prompt version a run records: PROMPT_VERSION for chat-template models (unchanged), and with the
+    plain rendering's version added for models without a template."""
+    return f"{PROMPT_VERSION}+plain{PLAIN_RENDERING_VERSION}" if plain else PROMPT_VERSION
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_plain(messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+    """Messages as plain text: system and user turns as they are, the model's own turns after a "Response:"
+    line, a blank line between turns and, for generation, a last "Response:" line that cues the answer. So a
+    conversation with an answer appended renders as the prompt followed by exactly the answer's text."""
+    unknown = sorted({m["role"] for m in messages} - set(PLAIN_ROLES))
+    if unknown:
+        raise ValueError(f"plain rendering: unknown role(s) {unknown}; expected {', '.join(PLAIN_ROLES)}")
+    turns = [f"{PLAIN_RESPONSE_CUE}\n{m['content']}" if m["role"] == "assistant" else m["content"]
+             for m in messages]
+    if add_generation_prompt:
+        turns.append(f"{PLAIN_RESPONSE_CUE}\n")
+    return "\n\n".join(turns)

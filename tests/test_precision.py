@@ -55,3 +55,21 @@ def test_precision_resolution():
 def test_learner_records_its_precision():
     learner = Learner.create("tiny-random-smollm2", LoraSettings(), device="cpu")
     assert learner.info["precision"] == "fp32" and learner.precision.scaler is None
+
+
+def test_greedy_ignores_the_models_own_sampling_defaults():
+    """A model whose generation_config asks for sampling and a repetition penalty still decodes greedily, the
+    same as with a neutral config: every decoding setting is passed explicitly."""
+    from saie_lib.generation import Decoding, generate, generation_settings
+    from saie_lib.models import load_model
+
+    model, tokenizer, _ = load_model("tiny-random-smollm2", device="cpu")
+    prompts = ["The answer is", "Two plus two"]
+    plain = generate(model, tokenizer, prompts, Decoding(max_new_tokens=8), progress=False)
+    model.generation_config.update(do_sample=True, temperature=2.0, top_k=3, repetition_penalty=1.8)
+    try:
+        assert generate(model, tokenizer, prompts, Decoding(max_new_tokens=8), progress=False) == plain
+    finally:
+        model.generation_config.update(do_sample=False, temperature=1.0, top_k=50, repetition_penalty=1.0)
+    settings = generation_settings(Decoding(max_new_tokens=8))
+    assert settings["do_sample"] is False and settings["repetition_penalty"] == 1.0 and settings["num_beams"] == 1

@@ -21,14 +21,21 @@ from .. import artifacts
 from ..config import RunConfig, to_dict
 from ..data.io import resolve_data_dir
 from ..generation import set_seed
+from ..models import uses_plain_prompts
 from ..paths import run_dir
 from ..portable import portable
-from ..prompts import PROMPT_VERSION
+from ..prompts import prompt_version
+from ..resources import peak_memory
 
 
 def stage_identity(cfg: RunConfig, **extra: Any) -> dict[str, Any]:
     """What decides a run's results: the config's identity fields and the prompt version."""
-    return {**cfg.identity(), **extra, "prompt_version": PROMPT_VERSION}
+    return {**cfg.identity(), **extra, "prompt_version": run_prompt_version(cfg)}
+
+
+def run_prompt_version(cfg: RunConfig) -> str:
+    """PROMPT_VERSION, with the plain rendering's version for a model without a chat template (Flan-T5)."""
+    return prompt_version(plain=uses_plain_prompts(cfg.model))
 
 
 def named_run_dir(cfg: RunConfig, prefix: str, identity: dict[str, Any]) -> Path:
@@ -65,7 +72,8 @@ def starting(out: Path) -> Iterator[None]:
 
 def record_session(out: Path, cfg: RunConfig, *, resolved: dict[str, Any], **facts: Any) -> Path:
     """This session's environment record, with the seed, prompt version and data source."""
-    env = artifacts.env_record(seed=cfg.seed, prompt_version=PROMPT_VERSION, data_source=data_source(cfg), **facts)
+    env = artifacts.env_record(seed=cfg.seed, prompt_version=run_prompt_version(cfg), data_source=data_source(cfg),
+                               **facts)
     return artifacts.record_session(out, portable_record(cfg, env), resolved=resolved)
 
 
@@ -76,7 +84,7 @@ def write_metrics(out: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:
         raise UnfinishedRunError(f"{out}: evaluated 0 examples (task {cfg.task}); check the split, limit and "
                                  "data: the run stays unfinished")
     path = artifacts.run_file(out, "metrics")
-    artifacts.write_json(path, portable_record(cfg, metrics))
+    artifacts.write_json(path, portable_record(cfg, {**metrics, "resources": peak_memory()}))
     return path
 
 

@@ -15,17 +15,16 @@ from ..artifacts import read_jsonl, write_jsonl
 from ..config import InferenceConfig
 from ..data import load_task
 from ..discussion_analysis import accuracy_by_round, flips_by_round, robustness
-from ..generation import Decoding
+from ..generation import Decoding, generation_settings
 from ..inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
-from ..learner import Learner
+from ..learner import Learner, LoraSettings, load_learner
 from ..models import load_model
 from ..partners import Sampling
 from ..partners.local import AdapterOffPartner, LocalModelPartner
 from ..progress import progress_bar
-from ..prompts import PROMPT_VERSION
 from ..stats import reasoning_rouge
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, stage_identity, starting, write_metrics
+from . import named_run_dir, open_run, record_session, run_prompt_version, stage_identity, starting, write_metrics
 
 
 def run_identity(cfg: InferenceConfig) -> dict[str, Any]:
@@ -43,16 +42,23 @@ def label_of(cfg: InferenceConfig) -> str:
 
 
 def load_discussant(cfg: InferenceConfig):
-    """The model for every agent: the base model, with the trained LoRA adapter on top when given."""
+    """The model for every agent: the base model, with the trained LoRA adapter on top when given. With backend
+    "peft" on plain transformers; otherwise loaded as the trained conditions' learner was (Unsloth, 4-bit), so an
+    adapter sits on the base it was trained on (a fresh adapter starts at zero: exactly the base)."""
+    if cfg.adapter and not (Path(cfg.adapter) / "adapter_config.json").is_file():
+        raise ValueError(f"config field 'adapter' = {cfg.adapter!r}: no peft adapter there. Adapters are not "
+                         "committed; train one with notebook 02 or `make reproduce` (remove a finished run dir "
+                         "to re-create its adapter)")
+    if cfg.backend != "peft" or cfg.load_in_4bit:
+        learner = load_learner(cfg.model, LoraSettings(), backend=cfg.backend, device=cfg.device,
+                               load_in_4bit=cfg.load_in_4bit, source=cfg.model_source, dtype=cfg.dtype,
+                               trust_remote_code=cfg.trust_remote_code, adapter=cfg.adapter, seed=cfg.seed)
+        learner.for_inference()
+        return learner.model, learner.tokenizer, {**learner.info, "adapter": cfg.adapter}
     model, tokenizer, info = load_model(cfg.model, source=cfg.model_source, dtype=cfg.dtype, device=cfg.device,
                                         trust_remote_code=cfg.trust_remote_code)
     if cfg.adapter:
         from peft import PeftModel
-
-        if not (Path(cfg.adapter) / "adapter_config.json").is_file():
-            raise ValueError(f"config field 'adapter' = {cfg.adapter!r}: no peft adapter there. Adapters are not "
-                             "committed; train one with notebook 02 or `make reproduce` (remove a finished run dir "
-                             "to re-create its adapter)")
 
         model = PeftModel.from_pretrained(model, cfg.adapter).eval()
     return model, tokenizer, {**info, "adapter": cfg.adapter}
@@ -118,8 +124,11 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
         metrics[setting] = setting_metrics(read_jsonl(path), examples, cfg.seed)
     write_metrics(out, cfg, {
         "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
-        "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": PROMPT_VERSION,
-        "model_source": info["source"], "settings": metrics,
+        "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": run_prompt_version(cfg),
+        "model_source": info["source"], "settings": metrics, "decoding": {
+            "greedy": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens)),
+            "sampled": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens, do_sample=True,
+                                                    temperature=cfg.temperature))},
         "seconds_this_session": round(time.perf_counter() - started, 1),
     })
     return out

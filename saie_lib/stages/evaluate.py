@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -12,9 +13,10 @@ from ..artifacts import run_file
 from ..config import EvalConfig
 from ..data import load_task
 from ..evaluation import evaluate
-from ..prompts import PROMPT_VERSION
+from ..learner import LoraSettings, load_learner
+from ..models import load_model
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, stage_identity, starting, write_metrics
+from . import named_run_dir, open_run, record_session, run_prompt_version, stage_identity, starting, write_metrics
 
 
 def resolved_split(cfg: EvalConfig) -> str:
@@ -37,18 +39,27 @@ def load_examples(cfg: EvalConfig):
 
 
 class LazyModel:
-    """Loads the model on first use only, so a study whose runs are all finished loads nothing."""
+    """Loads the model on first use only, so a study whose runs are all finished loads nothing. With
+    backend "peft" a plain transformers model; otherwise the model is loaded the way the trained conditions'
+    learner is (Unsloth, 4-bit, its dtype) and evaluated with its adapters off, so base vs trained compares
+    training only, not quantisation."""
 
     def __init__(self, cfg: EvalConfig):
-        self.cfg, self._bundle = cfg, None
+        self.cfg, self._bundle, self.adapters_off = cfg, None, contextlib.nullcontext
 
     def get(self):
         if self._bundle is None:
-            from ..models import load_model
-
             c = self.cfg
-            self._bundle = load_model(c.model, source=c.model_source, dtype=c.dtype, device=c.device,
-                                      trust_remote_code=c.trust_remote_code)
+            if c.backend == "peft" and not c.load_in_4bit:
+                self._bundle = load_model(c.model, source=c.model_source, dtype=c.dtype, device=c.device,
+                                          trust_remote_code=c.trust_remote_code)
+            else:
+                learner = load_learner(c.model, LoraSettings(), backend=c.backend, device=c.device,
+                                       load_in_4bit=c.load_in_4bit, source=c.model_source, dtype=c.dtype,
+                                       trust_remote_code=c.trust_remote_code, seed=c.seed)
+                learner.for_inference()
+                self._bundle, self.adapters_off = (learner.model, learner.tokenizer, learner.info), \
+                    learner.adapters_disabled
         return self._bundle
 
 
@@ -59,15 +70,18 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
         return out
     with starting(out):
         examples = load_examples(cfg)
-        net, tokenizer, model_info = (model or LazyModel(cfg)).get()
+        loaded = model or LazyModel(cfg)
+        net, tokenizer, model_info = loaded.get()
         record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]})
     started = time.perf_counter()
-    metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                             sample_log=run_file(out, "samples_partial"), progress=progress)
+    with loaded.adapters_off():
+        metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size,
+                                 max_new_tokens=cfg.max_new_tokens, sample_log=run_file(out, "samples_partial"),
+                                 progress=progress)
     artifacts.write_jsonl(run_file(out, "samples"), rows)
     write_metrics(out, cfg, {
         **metrics, "task": cfg.task, "split": resolved_split(cfg), "model": cfg.model,
-        "model_source": model_info["source"], "prompt_version": PROMPT_VERSION, "run_id": out.name,
+        "model_source": model_info["source"], "prompt_version": run_prompt_version(cfg), "run_id": out.name,
         "seed": cfg.seed, "limit": cfg.limit, "eval_seconds": round(time.perf_counter() - started, 1),
     })
     run_file(out, "samples_partial").unlink(missing_ok=True)

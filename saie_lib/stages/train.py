@@ -20,12 +20,11 @@ from ..data import load_task
 from ..discussion import DiscussionState, advance, draw_stances, partner_turn, transcript_rows
 from ..evaluation import evaluate
 from ..generation import Decoding
-from ..learner import LoraSettings, load_learner
+from ..learner import LoraSettings, load_learner, prepare_backend
 from ..partners import Sampling
 from ..partners.local import build_partner
 from ..paths import cache_dir
 from ..progress import progress_bar
-from ..prompts import PROMPT_VERSION
 from ..remark_cache import CachedPartner, RemarkCache
 from ..tasks import get_task
 from ..training import (
@@ -37,7 +36,16 @@ from ..training import (
     split_warmup,
     supervised_features,
 )
-from . import UnfinishedRunError, named_run_dir, open_run, record_session, stage_identity, starting, write_metrics
+from . import (
+    UnfinishedRunError,
+    named_run_dir,
+    open_run,
+    record_session,
+    run_prompt_version,
+    stage_identity,
+    starting,
+    write_metrics,
+)
 
 
 def run_identity(cfg: TrainConfig) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
     lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     learner = load_learner(cfg.model, lora, backend=cfg.backend, device=cfg.device, load_in_4bit=cfg.load_in_4bit,
                            max_seq_length=cfg.max_seq_len, source=cfg.model_source, dtype=cfg.dtype,
-                           trust_remote_code=cfg.trust_remote_code)
+                           trust_remote_code=cfg.trust_remote_code, seed=cfg.seed)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
                             api_key_env=cfg.partner_api_key_env, device=cfg.device, **partner_patience(cfg))
     cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or cache_dir() / "remarks.sqlite"))
@@ -232,7 +240,7 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
     write_metrics(s.out, s.cfg, {
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
         "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
-        "remark_policy": s.cfg.remark_policy, "run_id": s.out.name, "prompt_version": PROMPT_VERSION,
+        "remark_policy": s.cfg.remark_policy, "run_id": s.out.name, "prompt_version": run_prompt_version(s.cfg),
         "seed": s.cfg.seed, "steps": s.step, "train_seconds_this_session": round(train_seconds, 1),
         "eval_seconds": round(time.perf_counter() - eval_started, 1),
         "partner": partner_summary(s),
@@ -254,8 +262,10 @@ def partner_summary(s: Session) -> dict[str, Any]:
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     """Train and evaluate one learner; a finished identical run is returned untouched, an unfinished one resumes."""
     out = training_run_dir(cfg)
-    if not open_run(out, run_identity(cfg), cfg):
+    if artifacts.is_finished(out):
         return out
+    prepare_backend(cfg.backend, cfg.device)  # Unsloth first, before this process loads transformers
+    open_run(out, run_identity(cfg), cfg)
     started = time.perf_counter()
     with starting(out):
         s = open_session(cfg, out)

@@ -1,0 +1,21 @@
+"""What a run used: peak memory of this process (RSS) and of the GPU, recorded with every run's metrics."""
+
+from __future__ import annotations
+
+import resource
+import sys
+from typing import Any
+
+
+def peak_memory() -> dict[str, Any]:
+    """Peak resident memory of this process so far, and peak GPU memory allocated by torch (None without CUDA).
+    Both are process-wide peaks: a notebook that ran several stages reports the largest of them."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    rss_bytes = rss if sys.platform == "darwin" else rss * 1024
+    gpu = None
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            gpu = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return {"peak_rss_gb": round(rss_bytes / 2**30, 2), "peak_gpu_gb": gpu}
