@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_discussion import frozen_optimizer, measure_batching, measure_parts, measure_step, timed  # noqa: E402
+from bench_discussion import frozen_optimizer, measure_batching, measure_parts, measure_step  # noqa: E402
 
 from saie_lib import artifacts  # noqa: E402
 from saie_lib.config import TrainConfig  # noqa: E402
@@ -37,9 +37,11 @@ from saie_lib.training import optimizer_step, plain_features  # noqa: E402
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "data"
 ARCHITECTURES = {  # Qwen2 configs of the real checkpoints (vocabulary replaced, see above)
     "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6, tie_word_embeddings=True),
+                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6,
+                         tie_word_embeddings=True),
     "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6, tie_word_embeddings=True),
+                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6,
+                         tie_word_embeddings=True),
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=2048, rope_theta=1e6, tie_word_embeddings=True),
 }
@@ -143,8 +145,9 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(args.arch, Path(tmp) / args.arch, args.dtype, args.new_tokens)
         record = {"arch": args.arch, "vocabulary": "SmolLM2 tokenizer (49,152), not Qwen's 151,936",
-                  "weights": "random (timing and memory do not depend on them); every generation forced to new_tokens", "batch": args.batch,
-                  "new_tokens": args.new_tokens, "max_seq_len": args.max_seq_len, "dtype": args.dtype,
+                  "weights": "random (timing and memory do not depend on them); generations forced to new_tokens",
+                  "batch": args.batch, "new_tokens": args.new_tokens, "max_seq_len": args.max_seq_len,
+                  "dtype": args.dtype,
                   "backends": {b: backend_record(b, folder, args, examples) for b in ("peft", "unsloth")}}
     peft, unsloth = record["backends"]["peft"], record["backends"]["unsloth"]
     if unsloth["available"]:

@@ -87,7 +87,8 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[str], decoding:
     encoded = tokenizer(list(prompts), return_tensors="pt", padding=True,
                         add_special_tokens=not has_chat_template(tokenizer))
     encoded = {k: v.to(model.device) for k, v in encoded.items()}
-    config = GenerationConfig(**generation_settings(decoding), eos_token_id=stop_token_ids(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    config = GenerationConfig(**generation_settings(decoding), eos_token_id=stop_token_ids(tokenizer),
+                              pad_token_id=tokenizer.pad_token_id)
     cuda = [model.device.index or 0] if model.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), torch.inference_mode():  # sampling never moves the global RNG
         if decoding.do_sample:
