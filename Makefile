@@ -46,7 +46,7 @@ test: install
 
 # The fast tier: no training, no notebooks, no real model (< 1 minute).
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow and not notebooks" -q
+	$(BIN)/python -m pytest -m "not slow and not notebooks and not gpu" -q
 
 lint: install
 	$(BIN)/ruff check saie_lib tests bench

@@ -148,20 +148,3 @@ def grade(task: str, text: str, gold: str, *, mode: str = "flexible",
     answer is never correct. The one place model output is scored."""
     parsed = extract_answer(task, text, mode, choices=choices)
     return parsed, parsed.value is not None and parsed.value == gold
-
-
-def _normalize_gold(task: str, gold: str) -> str:
-    spec = get_task(task)
-    value = normalize_number(gold) if spec.answer_type == "number" else gold.strip().upper()
-    if value is None or (spec.answer_type == "letter" and value not in spec.labels):
-        raise ValueError(f"gold answer {gold!r} is not a valid {task} answer")
-    return value
-
-
-def is_correct(
-    task: str, text: str, gold: str, *, mode: str = "flexible", choices: Sequence[str] = ()
-) -> bool:
-    """Whether the answer extracted from `text` equals the gold; an unparseable answer is never correct.
-    A gold that does not normalise raises ValueError."""
-    expected = _normalize_gold(task, gold)
-    return extract_answer(task, text, mode, choices=choices).value == expected

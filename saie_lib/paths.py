@@ -33,6 +33,11 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root) if root else results_dir()
 
 
+def remark_cache_file() -> Path:
+    """The default SQLite file of partner remarks (a run's `remark_cache` field overrides it)."""
+    return Path(os.environ.get("SAIE_REMARK_CACHE") or cache_dir() / "remarks.sqlite")
+
+
 def run_dir(study: str, run_id: str, root: str | os.PathLike | None = None) -> Path:
     return results_root(root) / "runs" / study / run_id
 

@@ -378,28 +378,4 @@ def test_hub_row_converters_check_text():
         mmlu.example_from_hub_row({**HUB_MMLU, "choices": ["a", "b"]}, "test", 0, HERE)
 
 
-# --- the real data -------------------------------------------------------------------------------------------
-
-REAL = {  # split: (rows, rows repeating another row's question, choices and answer under another id)
-    ("gsm8k", "train"): (7473, 0),
-    ("gsm8k", "test"): (1319, 0),
-    ("commonsense_qa", "train"): (9741, 0),
-    ("commonsense_qa", "dev"): (1221, 0),
-    ("mmlu", "dev"): (285, 1),  # college_physics lines 1 and 4
-    ("mmlu", "val"): (1531, 2),  # clinical_knowledge = college_medicine
-    ("mmlu", "test"): (14042, 105),  # 78 clinical_knowledge = college_medicine, 27 within one subject
-}
-
-
-@pytest.mark.parametrize("key", list(REAL))
-def test_real_data_loads_with_expected_counts(data_dir, key):
-    examples = load_task(*key, data_dir=data_dir)
-    n_rows, n_repeats = REAL[key]
-    assert len(examples) == examples.report.n_loaded == n_rows
-    assert examples.report.n_duplicate_rows == n_repeats
-    assert len({example.id for example in examples}) == n_rows
-    assert not any(example.question.startswith(BOM) for example in examples)
-    if key[0] == "mmlu":
-        assert len({example.subject for example in examples}) == 57
-    else:
-        assert examples.report.without_rationale == 0
+# The real files (counts, repeated rows, subjects): tests/test_data.py::test_real_counts_repeated_rows_and_subjects.

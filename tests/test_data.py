@@ -1,4 +1,5 @@
-"""saie_lib.data: real-data counts and golds, options, subsets, the ECQA dev-id guard, malformed files, Hub path."""
+"""saie_lib.data: every split of the data folder (real, else fixtures), real-data counts, the fixtures themselves,
+options, subsets, the ECQA dev-id guard, malformed files, Hub path."""
 
 import json
 import re
@@ -8,9 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fixtures.make_data_fixtures import build as build_fixtures
+from fixtures.make_data_fixtures import csv_records
 
 from saie_lib.data import DataFormatError, DataUnavailableError, commonsense_qa, gsm8k, load_task, mmlu
 from saie_lib.data.io import Location
+from saie_lib.data.subsets import sample_stratified
 from saie_lib.parsing import normalize_number
 from saie_lib.tasks import Example
 
@@ -23,12 +27,17 @@ REAL_COUNTS = {
     ("mmlu", "val"): 1531,
     ("mmlu", "test"): 14042,
 }
+REAL_REPEATED_ROWS = {  # rows repeating another row's question, choices and answer under another id
+    ("mmlu", "dev"): 1,  # college_physics lines 1 and 4
+    ("mmlu", "val"): 2,  # clinical_knowledge = college_medicine
+    ("mmlu", "test"): 105,  # 78 clinical_knowledge = college_medicine, 27 within one subject
+}
 HERE = Location("test", 1)
 
 
 @pytest.fixture(scope="module")
-def real(data_dir):
-    """Every labelled split of the real data, parsed once."""
+def loaded(data_dir):
+    """Every labelled split of the data folder (real data, else the fixtures), parsed once."""
     return {key: load_task(*key, data_dir=data_dir) for key in REAL_COUNTS}
 
 
@@ -48,42 +57,44 @@ def csqa_record(qid, answer="A"):
     return {"answerKey": answer, "id": qid, "question": {"question_concept": "c", "choices": choices, "stem": "q?"}}
 
 
-# --- real data ---------------------------------------------------------------------------------------------
+# --- the data folder: the real data, else the tiny fixtures of real rows --------------------------------------
 
 
 @pytest.mark.parametrize("key", list(REAL_COUNTS))
-def test_real_counts_unique_ids_and_gold_answers(real, key):
-    examples = real[key]
-    assert len(examples) == REAL_COUNTS[key]
+def test_every_split_loads_with_unique_ids_and_valid_golds(loaded, key):
+    examples = loaded[key]
+    assert examples and len(examples) == examples.report.n_loaded
     assert len({example.id for example in examples}) == len(examples)
     for example in examples:
+        assert example.task == key[0] and example.question.strip() and not example.question.startswith("\ufeff")
         if example.task == "gsm8k":
             assert normalize_number(example.answer) == example.answer and example.choices == ()
+            assert example.rationale and "<<" not in example.rationale and "####" not in example.rationale
         else:
             labels = "ABCDE" if example.task == "commonsense_qa" else "ABCD"
             assert example.answer in labels and len(example.choices) == len(labels)
+            assert all(choice.strip() for choice in example.choices)
+    if key[0] == "commonsense_qa":
+        assert examples.report.without_rationale == 0  # CoS-E covers every question
+    if key[0] == "mmlu":
+        assert all(example.rationale is None and example.subject for example in examples)
 
 
-def test_real_rationales_and_fields(real):
-    natalia = real["gsm8k", "train"][0]
+def test_first_rows_and_fields(loaded):
+    """The fixtures keep each file's first rows, so these hold on both folders."""
+    natalia = loaded["gsm8k", "train"][0]
     assert natalia.id == "gsm8k-train-0" and natalia.answer == "72"
     assert natalia.rationale.startswith("Natalia sold 48/2 = 24 clips in May.")
-    assert not any("<<" in example.rationale or "####" in example.rationale for example in real["gsm8k", "train"])
-    first = real["commonsense_qa", "train"][0]
+    first = loaded["commonsense_qa", "train"][0]
     assert (first.id, first.subject, first.answer) == ("075e483d21c29a511267ef62bedc0461", "punishing", "A")
     assert first.choices == ("ignore", "enforce", "authoritarian", "yell at", "avoid")
-    assert all(example.rationale for example in real["commonsense_qa", "dev"])  # CoS-E covers every question
-    assert real["mmlu", "dev"][0].id == "mmlu-dev-abstract_algebra-0"
+    assert loaded["mmlu", "dev"][0].id == "mmlu-dev-abstract_algebra-0"
 
 
-@pytest.mark.parametrize("split", ["dev", "val", "test"])
-def test_mmlu_has_57_subjects(real, split):
-    assert len({example.subject for example in real["mmlu", split]}) == 57
-
-
-def test_joined_splits_concatenate_in_order(real, data_dir):
+def test_joined_splits_concatenate_in_order(loaded, data_dir):
     joined = load_task("mmlu", "dev+val", data_dir=data_dir)
-    assert joined == real["mmlu", "dev"] + real["mmlu", "val"]
+    assert joined == loaded["mmlu", "dev"] + loaded["mmlu", "val"]
+    assert joined.report.n_loaded == len(loaded["mmlu", "dev"]) + len(loaded["mmlu", "val"])
 
 
 def test_mmlu_subjects_option(data_dir):
@@ -92,13 +103,71 @@ def test_mmlu_subjects_option(data_dir):
     assert examples[0].id == "mmlu-val-abstract_algebra-0"  # file order: subjects alphabetically
 
 
-def test_ecqa_train_rationales_never_come_from_dev_ids(real, data_dir):
-    dev_ids = {example.id for example in real["commonsense_qa", "dev"]}
+def test_ecqa_train_rationales_never_come_from_dev_ids(loaded, data_dir):
+    dev_ids = {example.id for example in loaded["commonsense_qa", "dev"]}
     dev = load_task("commonsense_qa", "dev", data_dir=data_dir, rationale_source="ecqa")
-    assert sum(example.rationale is not None for example in dev) == 369  # ECQA does hold dev questions
+    assert any(example.rationale is not None for example in dev)  # ECQA does hold dev questions
     train = load_task("commonsense_qa", "train", data_dir=data_dir, rationale_source="ecqa")
     with_rationale = [example for example in train if example.rationale is not None]
-    assert len(with_rationale) == 2904 and not {example.id for example in with_rationale} & dev_ids
+    assert with_rationale and not {example.id for example in with_rationale} & dev_ids
+
+
+# --- the real data only: counts over whole files ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real(real_data_dir, loaded):
+    """Every labelled split of the real data (skips without it); `data_dir` is the real data whenever it is found."""
+    return loaded
+
+
+def test_real_counts_repeated_rows_and_subjects(real):
+    """Whole real files: rows per split, rows repeating another row's question, choices and answer under another
+    id (kept and counted), and MMLU's 57 subjects in every split."""
+    found = {key: (len(examples), examples.report.n_duplicate_rows) for key, examples in real.items()}
+    assert found == {key: (REAL_COUNTS[key], REAL_REPEATED_ROWS.get(key, 0)) for key in REAL_COUNTS}
+    assert all(len({example.subject for example in real["mmlu", split]}) == 57 for split in ("dev", "val", "test"))
+
+
+def test_real_ecqa_counts(real, real_data_dir):
+    dev = load_task("commonsense_qa", "dev", data_dir=real_data_dir, rationale_source="ecqa")
+    assert sum(example.rationale is not None for example in dev) == 369
+    train = load_task("commonsense_qa", "train", data_dir=real_data_dir, rationale_source="ecqa")
+    assert sum(example.rationale is not None for example in train) == 2904
+
+
+# --- the fixtures themselves -----------------------------------------------------------------------------------
+
+
+def test_fixtures_are_small_and_load(fixture_data_dir):
+    files = [path for path in fixture_data_dir.rglob("*") if path.is_file()]
+    assert sum(path.stat().st_size for path in files) < 200_000
+    for task, split in REAL_COUNTS:
+        examples = load_task(task, split, data_dir=fixture_data_dir)
+        assert 0 < len(examples) < REAL_COUNTS[task, split] / 10  # a few rows, never a whole file
+
+
+def test_fixture_rows_are_verbatim_real_rows(fixture_data_dir, real_data_dir, tmp_path):
+    """Each fixture file holds whole records of its real file, byte for byte: the first rows (CoS-E and ECQA: the
+    header and the rows of the kept ids); and the builder, run on the real data, gives exactly the fixtures."""
+    for fixture in sorted(path for path in fixture_data_dir.rglob("*") if path.is_file()):
+        if fixture.name == "README.md":
+            continue
+        kept, source = fixture.read_bytes(), (real_data_dir / fixture.relative_to(fixture_data_dir)).read_bytes()
+        if fixture.suffix not in (".jsonl", ".csv"):  # licence files: whole copies
+            assert kept == source, fixture
+        elif "rationales" not in fixture.parts:
+            assert kept and len(kept) < len(source) and source.startswith(kept), fixture
+        else:
+            records = csv_records if fixture.suffix == ".csv" else lambda data: data.splitlines(keepends=True)
+            source_records = set(records(source))
+            assert 0 < len(records(kept)) < len(source_records)
+            assert all(record in source_records for record in records(kept)), fixture
+    build_fixtures(real_data_dir, tmp_path)
+    rebuilt = {path.relative_to(tmp_path): path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    committed = {path.relative_to(fixture_data_dir): path.read_bytes() for path in fixture_data_dir.rglob("*")
+                 if path.is_file() and path.name != "README.md"}
+    assert rebuilt == committed
 
 
 # --- errors in arguments -----------------------------------------------------------------------------------
@@ -127,22 +196,33 @@ def test_bad_arguments_raise_value_error(data_dir, args, options, message):
 # --- subsets -----------------------------------------------------------------------------------------------
 
 
-def test_limit_is_a_deterministic_subset_in_file_order(real, data_dir):
-    every = real["gsm8k", "test"]
-    first = load_task("gsm8k", "test", data_dir=data_dir, limit=50, seed=1)
-    assert first == load_task("gsm8k", "test", data_dir=data_dir, limit=50, seed=1)
-    assert first != load_task("gsm8k", "test", data_dir=data_dir, limit=50, seed=2)
+def test_limit_is_a_deterministic_subset_in_file_order(loaded, data_dir):
+    every = loaded["gsm8k", "test"]
+    limit = min(50, len(every) // 2)
+    first = load_task("gsm8k", "test", data_dir=data_dir, limit=limit, seed=1)
+    assert first == load_task("gsm8k", "test", data_dir=data_dir, limit=limit, seed=1)
+    assert first != load_task("gsm8k", "test", data_dir=data_dir, limit=limit, seed=2)
     positions = [every.index(example) for example in first]
-    assert len(first) == 50 and positions == sorted(positions)
+    assert len(first) == limit and positions == sorted(positions)
     assert load_task("gsm8k", "test", data_dir=data_dir, limit=10**6) == every
 
 
-@pytest.mark.parametrize("limit", [10, 57, 120])
-def test_mmlu_limit_is_stratified_by_subject(data_dir, limit):
+@pytest.mark.parametrize("size", ["fewer_than_subjects", "one_per_subject", "more_than_subjects"])
+def test_mmlu_limit_is_stratified_by_subject(loaded, data_dir, size):
+    n_subjects = len({example.subject for example in loaded["mmlu", "test"]})  # 57 real, 3 in the fixtures
+    limit = {"fewer_than_subjects": max(2, n_subjects // 5), "one_per_subject": n_subjects,
+             "more_than_subjects": 2 * n_subjects + 1}[size]
+    assert limit < len(loaded["mmlu", "test"])
     examples = load_task("mmlu", "test", data_dir=data_dir, limit=limit, seed=3)
-    assert len(examples) == limit and len({example.subject for example in examples}) == min(limit, 57)
-    assert examples == load_task("mmlu", "test", data_dir=data_dir, limit=limit, seed=3)
-    assert examples != load_task("mmlu", "test", data_dir=data_dir, limit=limit, seed=4)
+    assert len(examples) == limit and len({example.subject for example in examples}) == min(limit, n_subjects)
+    every = loaded["mmlu", "test"]
+    position = {example.id: index for index, example in enumerate(every)}
+    assert [position[example.id] for example in examples] == sorted(position[example.id] for example in examples)
+
+    def drawn(seed):  # what load_task draws, without parsing the files again
+        return sample_stratified(every, limit, seed, group_of=lambda example: example.subject)
+
+    assert examples == drawn(3) and examples != drawn(4)
 
 
 # --- the dev-id guard (synthetic data) ----------------------------------------------------------------------
@@ -229,6 +309,8 @@ def test_missing_data_dir_or_file_names_the_path(tmp_path, no_data_env, monkeypa
 
 @pytest.mark.parametrize("variable", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
 def test_offline_hub_without_data_dir_explains_how_to_point_at_data(no_data_env, monkeypatch, variable):
+    for other in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # the message names the first one set
+        monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(variable, "1")
     monkeypatch.setitem(sys.modules, "datasets", None)  # importing datasets would fail: it must not be reached
     with pytest.raises(DataUnavailableError, match=f"{variable}=1.*SAIE_DATA_DIR.*gsm8k/.*commonsense_qa/.*mmlu/"):

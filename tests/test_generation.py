@@ -37,7 +37,8 @@ def test_sampling_leaves_the_global_rng_alone(tiny):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    generate(model, tokenizer, _prompts(tokenizer)[:1], Decoding(max_new_tokens=4, do_sample=True, seed=9), progress=False)
+    generate(model, tokenizer, _prompts(tokenizer)[:1], Decoding(max_new_tokens=4, do_sample=True, seed=9),
+             progress=False)
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -78,6 +78,7 @@ def test_inference_config_rejects_impossible_values(field, value):
         from_dict(InferenceConfig, {field: value})
 
 
+@pytest.mark.slow
 def test_inference_stage_on_tiny_model_and_resume(data_dir, tmp_path, monkeypatch):
     from saie_lib.stages import discuss as inference_run
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -18,6 +17,7 @@ def test_notebook_committed_clean(path):
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_baseline_notebook_runs_on_tiny_model(data_dir, tmp_path):
     import papermill
 
@@ -34,6 +34,7 @@ def test_baseline_notebook_runs_on_tiny_model(data_dir, tmp_path):
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_training_notebook_runs_on_tiny_model(data_dir, tmp_path):
     import papermill
 
@@ -51,6 +52,7 @@ def test_training_notebook_runs_on_tiny_model(data_dir, tmp_path):
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_inference_notebook_runs_on_tiny_model(data_dir, tmp_path):
     import papermill
 

@@ -1,16 +1,19 @@
-"""Answer extraction: case tables (failures included), properties, and parity with every GSM8K train gold."""
+"""Answer extraction and scoring: case tables (failures included), properties of `grade` (the one scorer the
+library uses), and parity with every GSM8K gold line."""
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+import string
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from saie_lib.parsing import INVALID, Parsed, extract_answer, is_correct, normalize_number
+from saie_lib.data import load_task
+from saie_lib.parsing import INVALID, MODES, Parsed, extract_answer, grade, normalize_number
+from saie_lib.prompts import ANSWER_LINE, format_target
+from saie_lib.tasks import TASKS
 
 CSQA_CHOICES = ("bank", "library", "department store", "mall", "new york")
 
@@ -118,39 +121,134 @@ def test_choice_text(text, value, method):
     _table(
         [
             ("thousands", "gsm8k", "The answer is 1,234.", "1234", True),
-            ("decimal_gold", "gsm8k", "The answer is 18.", "18.00", True),
+            ("decimal_answer", "gsm8k", "The answer is 18.0", "18", True),
             ("wrong", "gsm8k", "The answer is 17.", "18", False),
             ("invalid_never_correct", "gsm8k", "I am not sure", "0", False),
             ("lowercase_letter", "commonsense_qa", "The answer is b.", "B", False),
-            ("gold_lowercase", "commonsense_qa", "The answer is (B).", " b ", True),
+            ("paren_letter", "commonsense_qa", "The answer is (B).", "B", True),
             ("outside_labels", "mmlu", "The answer is E.", "D", False),
             ("invalid_letter", "mmlu", "no idea", "A", False),
         ]
     ),
 )
-def test_is_correct(task, text, gold, expected):
-    assert is_correct(task, text, gold) is expected
+def test_grade(task, text, gold, expected):
+    parsed, correct = grade(task, text, gold)
+    assert correct is expected and correct == (parsed.value == gold)
 
 
-def test_is_correct_modes_and_choices():
-    text = "The total is 7"
-    assert is_correct("gsm8k", text, "7") and not is_correct("gsm8k", text, "7", mode="strict")
-    assert is_correct("commonsense_qa", "at the mall", "D", choices=CSQA_CHOICES)
-
-
-@pytest.mark.parametrize(
-    ("task", "gold"), [("gsm8k", "seven"), ("gsm8k", ""), ("mmlu", "E"), ("commonsense_qa", "AB")]
-)
-def test_unparseable_gold_raises(task, gold):
-    with pytest.raises(ValueError, match="gold"):
-        is_correct(task, "The answer is 7.", gold)
+def test_grade_modes_and_choices():
+    assert grade("gsm8k", "The total is 7", "7") == (Parsed("7", "last_number"), True)
+    assert grade("gsm8k", "The total is 7", "7", mode="strict") == (INVALID, False)
+    assert grade("commonsense_qa", "at the mall", "D", choices=CSQA_CHOICES) == (Parsed("D", "choice_text"), True)
+    assert grade("commonsense_qa", "at the mall", "D") == (INVALID, False)  # no choices, no choice-text rule
 
 
 def test_unknown_task_and_mode_raise():
     with pytest.raises(ValueError, match="unknown task"):
-        extract_answer("nope", "The answer is 3.")
+        grade("nope", "The answer is 3.", "3")
     with pytest.raises(ValueError, match="strict, flexible"):
-        extract_answer("gsm8k", "The answer is 3.", mode="loose")
+        grade("gsm8k", "The answer is 3.", "3", mode="loose")
+
+
+# --- properties of grade -------------------------------------------------------------------------------------
+
+TASK_NAMES = sorted(TASKS)
+NUMBER_GOLDS = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.decimals(-(10**6), 10**6, places=3, allow_nan=False, allow_infinity=False).map(
+        lambda d: normalize_number(str(d))),
+)
+# Irrelevant text: anything at all, or (where an answer must stay absent) nothing that can name one.
+NO_DIGITS = st.text(alphabet=st.characters(blacklist_characters=string.digits))
+NO_ASCII_LETTERS = st.text(alphabet=st.characters(blacklist_characters=string.ascii_letters))
+# Choice texts that never contain one another as whole words (each has a vowel with no other-case variant, so
+# letter-free text can never spell one).
+WORDS = ("bank", "library", "orchard", "museum", "harbour", "tunnel", "meadow", "garage", "temple", "canyon")
+
+
+def gold_for(task):
+    return NUMBER_GOLDS if TASKS[task].answer_type == "number" else st.sampled_from(TASKS[task].labels)
+
+
+@st.composite
+def task_and_gold(draw, tasks=TASK_NAMES):
+    task = draw(st.sampled_from(tasks))
+    return task, draw(gold_for(task))
+
+
+@st.composite
+def multiple_choice(draw):
+    """(task, choice texts, index of the gold choice)."""
+    task = draw(st.sampled_from([name for name in TASK_NAMES if TASKS[name].labels]))
+    n = len(TASKS[task].labels)
+    choices = tuple(draw(st.permutations(WORDS))[:n])
+    return task, choices, draw(st.integers(0, n - 1))
+
+
+def choices_for(task):
+    return CSQA_CHOICES[: len(TASKS[task].labels)]
+
+
+@given(task_gold=task_and_gold(), mode=st.sampled_from(MODES))
+def test_the_canonical_answer_line_is_correct_in_both_modes(task_gold, mode):
+    task, gold = task_gold
+    assert grade(task, ANSWER_LINE.format(answer=gold), gold, mode=mode, choices=choices_for(task)) == (
+        Parsed(gold, "answer_is"), True)
+
+
+@given(task_gold=task_and_gold(), mode=st.sampled_from(MODES), before=st.text(), other=st.text())
+def test_text_before_the_answer_line_does_not_change_the_grade(task_gold, mode, before, other):
+    task, gold = task_gold
+    line = ANSWER_LINE.format(answer=gold)
+    alone = grade(task, line, gold, mode=mode, choices=choices_for(task))
+    assert grade(task, f"{before}\n{line}", gold, mode=mode, choices=choices_for(task)) == alone
+    assert grade(task, f"{before}{other}\n\n{line}", gold, mode=mode, choices=choices_for(task)) == alone
+
+
+@given(text=NO_DIGITS, gold=NUMBER_GOLDS, mode=st.sampled_from(MODES))
+def test_a_number_answer_without_digits_is_invalid_and_never_correct(text, gold, mode):
+    assert grade("gsm8k", text, gold, mode=mode) == (INVALID, False)
+
+
+@given(text=NO_ASCII_LETTERS, task_gold=task_and_gold([n for n in TASK_NAMES if TASKS[n].labels]),
+       mode=st.sampled_from(MODES))
+def test_a_choice_answer_without_letters_is_invalid_and_never_correct(text, task_gold, mode):
+    task, gold = task_gold
+    assert grade(task, text, gold, mode=mode, choices=choices_for(task)) == (INVALID, False)
+
+
+@given(question=multiple_choice(), before=NO_ASCII_LETTERS, wrong_offset=st.integers(0, 3))
+def test_the_letter_and_the_exact_choice_text_agree(question, before, wrong_offset):
+    task, choices, index = question
+    labels = TASKS[task].labels
+    gold, wrong = labels[index], labels[(index + 1 + wrong_offset % (len(labels) - 1)) % len(labels)]
+    by_text = f"{before}\nIt must be the {choices[index]}."
+    by_letter = f"{before}\n{ANSWER_LINE.format(answer=gold)}"
+    assert grade(task, by_text, gold, choices=choices) == (Parsed(gold, "choice_text"), True)
+    assert grade(task, by_letter, gold, choices=choices) == (Parsed(gold, "answer_is"), True)
+    assert grade(task, by_text, wrong, choices=choices)[1] is grade(task, by_letter, wrong, choices=choices)[1] is False
+    assert grade(task, by_text, gold, mode="strict", choices=choices) == (INVALID, False)  # strict: letters only
+
+
+@given(text=st.text(), task_gold=task_and_gold(), mode=st.sampled_from(MODES))
+def test_grade_never_raises_and_is_consistent(text, task_gold, mode):
+    task, gold = task_gold
+    parsed, correct = grade(task, text, gold, mode=mode, choices=choices_for(task))
+    assert correct == (parsed.value is not None and parsed.value == gold)
+    assert (parsed.value is None) == (parsed.method == "none")
+    if parsed.value is not None and TASKS[task].labels:
+        assert parsed.value in TASKS[task].labels
+    elif parsed.value is not None:
+        assert normalize_number(parsed.value) == parsed.value  # canonical, comparable with loaded golds
+
+
+@given(text=st.text(), task_gold=task_and_gold())
+def test_strict_is_a_subset_of_flexible(text, task_gold):
+    task, gold = task_gold
+    strict, strict_correct = grade(task, text, gold, mode="strict", choices=choices_for(task))
+    flexible, flexible_correct = grade(task, text, gold, choices=choices_for(task))
+    if strict.value is not None:
+        assert flexible == strict and flexible_correct == strict_correct
 
 
 @pytest.mark.parametrize(
@@ -168,49 +266,48 @@ def test_unknown_task_and_mode_raise():
     ),
 )
 @given(n=st.one_of(st.integers(-(10**12), 10**12), st.decimals(-(10**6), 10**6, places=3)))
-def test_number_formats_roundtrip(template, method, n):
+def test_number_formats_grade_correct(template, method, n):
+    gold = normalize_number(str(n))
     text = "Some working, e.g. 3 + 4 = 7. " + template.format(n=n)
-    assert extract_answer("gsm8k", text) == Parsed(normalize_number(str(n)), method)
+    assert grade("gsm8k", text, gold) == (Parsed(gold, method), True)
+    strict_expected = (Parsed(gold, method), True) if method in ("answer_is", "hashes") else (INVALID, False)
+    assert grade("gsm8k", text, gold, mode="strict") == strict_expected
 
 
-@given(text=st.text().filter(lambda t: not any(c.isdigit() for c in t)), gold=st.integers().map(str))
-def test_no_digits_never_correct(text, gold):
-    assert not is_correct("gsm8k", text, gold)
-    assert extract_answer("gsm8k", text) is INVALID
+# --- the data: training targets and GSM8K gold lines -----------------------------------------------------------
+
+LABELLED_SPLITS = [(task, split) for task, spec in TASKS.items() for split in spec.splits]
 
 
-@given(text=st.text(alphabet=st.characters(blacklist_characters="ABCDE")), gold=st.sampled_from("ABCD"))
-def test_no_label_never_correct(text, gold):
-    assert not is_correct("mmlu", text, gold)
-    assert extract_answer("commonsense_qa", text) is INVALID
+@pytest.mark.parametrize(("task", "split"), LABELLED_SPLITS)
+def test_training_targets_grade_correct(fixture_data_dir, task, split):
+    """format_target (the reference response a learner is trained on) ends in an answer line `grade` accepts."""
+    for example in load_task(task, split, data_dir=fixture_data_dir):
+        for mode in MODES:
+            assert grade(task, format_target(example), example.answer, mode=mode, choices=example.choices) == (
+                Parsed(example.answer, "answer_is"), True), example.id
 
 
-@given(
-    text=st.text(),
-    task=st.sampled_from(["gsm8k", "commonsense_qa", "mmlu"]),
-    mode=st.sampled_from(["strict", "flexible"]),
-)
-def test_parse_never_raises(text, task, mode):
-    parsed = extract_answer(task, text, mode, choices=CSQA_CHOICES)
-    assert (parsed.value is None) == (parsed.method == "none")
-
-
-def _data_dir() -> Path:
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return Path(os.environ.get("SAIE_DATA_DIR", default))
-
-
-def test_gsm8k_train_gold_parity():
-    path = _data_dir() / "gsm8k" / "train.jsonl"
-    if not path.exists():
-        pytest.skip(f"GSM8K train data not found at {path} (set SAIE_DATA_DIR)")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    assert len(rows) == 7473
+def gsm8k_gold_mismatches(path):
+    """(mode, tail of the solution) for each GSM8K row whose '#### N' line does not grade as its gold."""
     mismatches = []
-    for row in rows:
-        gold = normalize_number(row["answer"].split("####")[-1])
-        assert gold is not None, row["answer"]
-        for mode in ("strict", "flexible"):
-            if extract_answer("gsm8k", row["answer"], mode) != Parsed(gold, "hashes"):
-                mismatches.append((mode, row["answer"][-60:]))
+    for line in path.read_text(encoding="utf-8").splitlines():
+        answer = json.loads(line)["answer"]
+        gold = normalize_number(answer.split("####")[-1])
+        assert gold is not None, answer
+        for mode in MODES:
+            if grade("gsm8k", answer, gold, mode=mode) != (Parsed(gold, "hashes"), True):
+                mismatches.append((mode, answer[-60:]))
+    return mismatches
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_gsm8k_fixture_gold_parity(fixture_data_dir, split):
+    assert not gsm8k_gold_mismatches(fixture_data_dir / "gsm8k" / f"{split}.jsonl")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_gsm8k_gold_parity_on_every_real_row(real_data_dir, split):
+    """Each worked solution of the real files, '#### N' line included, grades as its own gold in both modes."""
+    mismatches = gsm8k_gold_mismatches(real_data_dir / "gsm8k" / f"{split}.jsonl")
     assert not mismatches, mismatches[:5]

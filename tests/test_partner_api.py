@@ -20,7 +20,7 @@ SAMPLING = Sampling(max_new_tokens=32, temperature=0.7, top_p=0.9, seed=11)
 def api_env(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    monkeypatch.setenv("SAIE_CACHE_DIR", str(tmp_path / "cache"))  # never the user's ~/.cache/saie
+    monkeypatch.setenv("SAIE_REMARK_CACHE", str(tmp_path / "remarks.sqlite"))  # never the user's ~/.cache/saie
 
 
 @pytest.fixture

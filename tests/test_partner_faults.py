@@ -22,7 +22,7 @@ PROMPTS = 32
 def api_env(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-FAULTS-0123456789abcdef")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    monkeypatch.setenv("SAIE_CACHE_DIR", str(tmp_path / "default-cache"))  # never the user's ~/.cache/saie
+    monkeypatch.setenv("SAIE_REMARK_CACHE", str(tmp_path / "default-remarks.sqlite"))  # never the user's ~/.cache/saie
 
 
 def conversation(i: int) -> list[dict[str, str]]:
@@ -41,6 +41,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_sixty_percent_faults_finish_unattended_and_nothing_is_paid_twice(tmp_path):
     conversations = [conversation(i) for i in range(PROMPTS)]
     faults = Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=3.0)

@@ -1,6 +1,18 @@
 """Golden prompt strings: a whitespace change here must be deliberate (and bump PROMPT_VERSION)."""
 
-from saie_lib.prompts import PROMPT_VERSION, build_messages, format_target
+import hashlib
+import json
+
+from saie_lib.prompts import (
+    PROMPT_VERSION,
+    STANCE_INSTRUCTIONS,
+    build_messages,
+    format_target,
+    other_agents_turns,
+    partner_messages,
+    revision_turns,
+    self_review_turns,
+)
 from saie_lib.tasks import Example
 
 GSM = Example(id="g1", task="gsm8k", question="Tom has 3 apples and buys 4 more. How many? ",
@@ -11,8 +23,29 @@ MMLU = Example(id="m1", task="mmlu", question="2 + 2 = ?", choices=("3", "4", "5
                subject="elementary_mathematics")
 
 
-def test_prompt_version_is_recorded_value():
-    assert PROMPT_VERSION == "1"
+# PROMPT_VERSION -> fingerprint of every string saie_lib.prompts produces for the examples above. A prompt change
+# fails here until PROMPT_VERSION is bumped and the new version's fingerprint added (old runs keep their version).
+PROMPT_FINGERPRINTS = {"1": "a202b3ac71986a7b"}
+
+
+def prompt_fingerprint() -> str:
+    examples = (GSM, CSQA, MMLU)
+    produced = [
+        [build_messages(example) for example in examples],
+        [format_target(example) for example in examples],
+        [partner_messages(example, " The answer is 7. ", stance, sees_gold=sees_gold)
+         for example in examples for stance in sorted(STANCE_INSTRUCTIONS) for sees_gold in (False, True)],
+        revision_turns(" The answer is 7. ", " I disagree. "),
+        self_review_turns(" The answer is 7. "),
+        other_agents_turns(" The answer is 7. ", [" The answer is 8. ", "The answer is 9."]),
+    ]
+    return hashlib.sha256(json.dumps(produced, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_prompt_version_names_exactly_these_prompts():
+    assert PROMPT_FINGERPRINTS.get(PROMPT_VERSION) == prompt_fingerprint(), (
+        f"the prompts of PROMPT_VERSION {PROMPT_VERSION!r} changed: bump PROMPT_VERSION in saie_lib/prompts.py and "
+        f"add {{new version: {prompt_fingerprint()!r}}} to PROMPT_FINGERPRINTS")
 
 
 def test_gsm8k_prompt_golden():

@@ -41,7 +41,7 @@ def conversation(i: int) -> list[dict[str, str]]:
 
 @pytest.fixture(autouse=True)
 def no_default_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("SAIE_CACHE_DIR", str(tmp_path / "default-cache"))  # never the user's ~/.cache/saie
+    monkeypatch.setenv("SAIE_REMARK_CACHE", str(tmp_path / "default-remarks.sqlite"))  # never the user's ~/.cache/saie
 
 
 @pytest.fixture

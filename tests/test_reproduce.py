@@ -2,7 +2,6 @@
 finished experiments are skipped, an unfinished run is redone alone, and the summary comes from run dirs."""
 
 import json
-import shutil
 
 import pytest
 
@@ -22,6 +21,7 @@ def outputs(root):
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_every_experiment_notebook_runs_and_keeps_its_executed_copy(reproduced):
     root, statuses = reproduced
     assert statuses == {name: "ran" for name in EXPERIMENTS}
@@ -36,6 +36,7 @@ def test_every_experiment_notebook_runs_and_keeps_its_executed_copy(reproduced):
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_summary_tables_figures_and_readme(reproduced):
     root, _ = reproduced
     table = (root / "tables" / "tiny_conditions.csv").read_text().splitlines()
@@ -52,6 +53,7 @@ def test_summary_tables_figures_and_readme(reproduced):
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_second_reproduce_skips_finished_experiments_and_rebuilds_identically(reproduced, data_dir):
     root, _ = reproduced
     before = outputs(root)
@@ -62,6 +64,7 @@ def test_second_reproduce_skips_finished_experiments_and_rebuilds_identically(re
 
 
 @pytest.mark.notebooks
+@pytest.mark.slow
 def test_an_unfinished_run_is_redone_alone(reproduced, data_dir):
     root, _ = reproduced
     folder = root / "runs" / "tiny" / "multidomain"

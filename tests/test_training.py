@@ -5,14 +5,14 @@ import dataclasses
 import pytest
 import torch
 
-from saie_lib.stages import train as trainer
 from saie_lib.artifacts import read_json, read_jsonl, run_file
 from saie_lib.config import TrainConfig, load_config
 from saie_lib.discussion import draw_stances
-from saie_lib.learner import LoraSettings, Learner
+from saie_lib.learner import Learner, LoraSettings
 from saie_lib.partners import Sampling
 from saie_lib.partners.local import AdapterOffPartner
 from saie_lib.prompts import build_messages
+from saie_lib.stages import train as trainer
 from saie_lib.tasks import Example
 from saie_lib.training import IGNORE_INDEX, optimizer_step, plain_features, supervised_features
 
@@ -33,7 +33,8 @@ def test_labels_cover_exactly_the_target(tiny):
     features = supervised_features(tokenizer, conversation, "1 + 1 = 2\nThe answer is 2.", 512)
     kept = [t for t, label in zip(features["input_ids"], features["labels"]) if label != IGNORE_INDEX]
     assert tokenizer.decode(kept) == "1 + 1 = 2\nThe answer is 2.<|im_end|>"
-    masked = tokenizer.decode([t for t, label in zip(features["input_ids"], features["labels"]) if label == IGNORE_INDEX])
+    masked = tokenizer.decode(
+        [t for t, label in zip(features["input_ids"], features["labels"]) if label == IGNORE_INDEX])
     assert "partner says no" in masked and "first try" in masked and "The answer is 2." not in masked
 
 
@@ -50,6 +51,7 @@ def test_long_discussion_is_cut_in_the_middle_and_target_kept(tiny):
     assert not short["prompt_truncated"] and not short["target_truncated"]
 
 
+@pytest.mark.slow
 def test_adapters_change_and_base_weights_do_not(learner):
     before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
     optimizer = torch.optim.AdamW(learner.trainable_parameters(), lr=1e-2)
@@ -62,6 +64,7 @@ def test_adapters_change_and_base_weights_do_not(learner):
     assert all(torch.equal(before[n], after[n]) for n in before if "lora_" not in n)
 
 
+@pytest.mark.slow
 def test_adapter_off_partner_is_the_frozen_base(learner, tiny):
     base, tokenizer, _ = tiny
     partner = AdapterOffPartner(learner, batch_size=2)
@@ -85,7 +88,8 @@ def test_adapter_off_partner_is_the_frozen_base(learner, tiny):
     ("none", {None: 1.0}),
 ])
 def test_each_policy_draws_the_stance_mix_it_claims(policy, expected):
-    drawn = [s for b in range(50) for r in (1, 2) for s in draw_stances(policy, 4, seed=0, batch_index=b, round_index=r)]
+    drawn = [s for b in range(50) for r in (1, 2)
+             for s in draw_stances(policy, 4, seed=0, batch_index=b, round_index=r)]
     shares = {k: drawn.count(k) / len(drawn) for k in set(drawn)}
     assert shares == expected
     if policy == "saie":
@@ -100,6 +104,7 @@ def train_cfg(data_dir, tmp_path):
                        results_root=str(tmp_path / "a"), remark_cache=str(tmp_path / "remarks.sqlite"))
 
 
+@pytest.mark.slow
 def test_training_run_writes_logs_transcripts_and_metrics(train_cfg):
     out = trainer.train(train_cfg, progress=False)
     metrics = read_json(run_file(out, "metrics"))
@@ -112,12 +117,15 @@ def test_training_run_writes_logs_transcripts_and_metrics(train_cfg):
     assert (run_file(out, "adapter") / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_none_policy_is_conventional_finetuning_with_the_same_budget(train_cfg):
     saie = read_json(run_file(trainer.train(train_cfg, progress=False), "metrics"))
-    none = read_json(run_file(trainer.train(dataclasses.replace(train_cfg, remark_policy="none"), progress=False), "metrics"))
+    none_cfg = dataclasses.replace(train_cfg, remark_policy="none")
+    none = read_json(run_file(trainer.train(none_cfg, progress=False), "metrics"))
     assert none["steps"] == saie["steps"] and none["partner"]["remarks"] == 0
 
 
+@pytest.mark.slow
 def test_replayed_run_makes_no_partner_calls(train_cfg, tmp_path):
     first = read_json(run_file(trainer.train(train_cfg, progress=False), "metrics"))
     replay_cfg = dataclasses.replace(train_cfg, results_root=str(tmp_path / "b"))
@@ -126,6 +134,7 @@ def test_replayed_run_makes_no_partner_calls(train_cfg, tmp_path):
     assert replay["partner"]["calls_this_session"] == 0 and replay["partner"]["remarks"] == first["partner"]["remarks"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_matches_uninterrupted(train_cfg, tmp_path, monkeypatch):
     reference = trainer.train(dataclasses.replace(train_cfg, results_root=str(tmp_path / "ref")), progress=False)
     original = trainer.discussion_batch
@@ -151,6 +160,7 @@ def test_killed_run_resumes_and_matches_uninterrupted(train_cfg, tmp_path, monke
     assert [r["loss"] for r in log] == [r["loss"] for r in read_jsonl(run_file(reference, "train_log"))]
 
 
+@pytest.mark.slow
 def test_training_with_an_api_partner_on_a_local_server(train_cfg, monkeypatch):
     """The OpenAI-compatible partner inside the real training loop, against a local fake server."""
     from fake_openai_server import FakeOpenAIServer, status

@@ -1,6 +1,6 @@
 """The Unsloth learner path. Importing Unsloth patches transformers/TRL for the whole process, so this tier
-runs in its own environment: `make test-unsloth` (pytest -m gpu in .venv-unsloth). Skipped unless Unsloth is installed and CUDA is present
-(or SAIE_TEST_UNSLOTH_CPU=1 allows Unsloth's CPU fallback)."""
+runs in its own environment: `make test-unsloth` (pytest -m gpu in .venv-unsloth). Skipped unless Unsloth is
+installed and CUDA is present (or SAIE_TEST_UNSLOTH_CPU=1 allows Unsloth's CPU fallback)."""
 
 import dataclasses
 import importlib.util
@@ -31,10 +31,11 @@ def test_auto_backend_picks_unsloth_on_cuda():
     assert choose_backend("auto", "cpu") == "peft"
 
 
+@pytest.mark.slow
 def test_unsloth_training_run_end_to_end(data_dir, tmp_path):
-    from saie_lib.stages import train as trainer
     from saie_lib.artifacts import read_json, run_file
     from saie_lib.config import TrainConfig, load_config
+    from saie_lib.stages import train as trainer
 
     cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir), backend="unsloth",
                       device="auto", dtype="auto", results_root=str(tmp_path), remark_cache=str(tmp_path / "r.sqlite"))

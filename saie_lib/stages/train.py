@@ -23,7 +23,7 @@ from ..generation import Decoding
 from ..learner import LoraSettings, load_learner, prepare_backend
 from ..partners import Sampling
 from ..partners.local import build_partner
-from ..paths import cache_dir
+from ..paths import remark_cache_file
 from ..progress import progress_bar
 from ..remark_cache import CachedPartner, RemarkCache
 from ..tasks import get_task
@@ -88,7 +88,7 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
                            trust_remote_code=cfg.trust_remote_code, seed=cfg.seed)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
                             api_key_env=cfg.partner_api_key_env, device=cfg.device, **partner_patience(cfg))
-    cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or cache_dir() / "remarks.sqlite"))
+    cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or remark_cache_file()))
     optimizer = torch.optim.AdamW(learner.trainable_parameters(), lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
     return Session(cfg, out, learner, cached, optimizer, schedule)
