@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO
+
 from saie_lib import colab
 
 

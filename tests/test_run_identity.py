@@ -2,8 +2,8 @@
 and stage identities, hashes to the name of the dir it lives in (so `make reproduce` reuses it)."""
 
 import pytest
-
 from conftest import REPO
+
 from saie_lib.artifacts import read_json, stable_hash
 from saie_lib.config import EvalConfig, InferenceConfig, TrainConfig, from_dict
 
