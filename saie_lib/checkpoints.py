@@ -11,13 +11,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json, write_json
+from .artifacts import read_json, run_file, write_json
 
 KEEP_LAST = 2
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return run_file(run_dir, "checkpoints")
 
 
 def save_checkpoint(run_dir: str | Path, learner: Any, optimizer: Any, cursor: dict[str, Any]) -> Path:

@@ -114,8 +114,8 @@ def inference_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
                            f"experiment, but its conditions {unfinished} have not finished: run "
                            f"notebooks/{source.notebook} (or `make reproduce`) first")
     study = study_of(profile, EXPERIMENTS["multiagent"])
-    return {c: profile.inference_config(study=study, label=c, adapter=None if c == "base" else
-                                        str(trained[c] / "adapter"), **locations) for c in CONDITIONS}
+    adapters = {c: None if c == "base" else str(artifacts.run_file(trained[c], "adapter")) for c in CONDITIONS}
+    return {c: profile.inference_config(study=study, label=c, adapter=adapters[c], **locations) for c in CONDITIONS}
 
 
 def run_inference_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
