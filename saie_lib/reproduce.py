@@ -10,6 +10,7 @@ what it did, and how long each notebook took, to results/runs/<profile>/reproduc
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from datetime import datetime, timezone
@@ -44,8 +45,16 @@ def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
     return all(recorded.get(c) == d.name and artifacts.is_finished(d) for c, d in expected.items())
 
 
+@functools.cache
+def code_state() -> dict[str, Any]:
+    """Commit and dirty flag, read once per process: before this log (a tracked file) is first appended to,
+    so they describe the code that ran, not the log's own new rows."""
+    return artifacts.git_state()
+
+
 def log(profile: str, results_root: Path, row: dict[str, Any]) -> None:
-    git = artifacts.git_state()
+    """One row of reproduce_log.jsonl."""
+    git = code_state()
     artifacts.append_jsonl(results_root / "runs" / profile / artifacts.REPRODUCE_LOG, [{
         **row, "profile": profile, "git_sha": git.get("git_sha"), "git_dirty": git.get("git_dirty"),
         "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}])
@@ -87,6 +96,7 @@ def reproduce(profile_name: str, experiments: Sequence[str] | None = None, *, da
               results_root: str | Path | None = None, summary: bool = True, force: bool = False,
               progress: bool = True) -> dict[str, str]:
     profile = load_profile(profile_name)
+    code_state()
     root = resolve_results_root(results_root)
     names = list(experiments or EXPERIMENTS)
     for name in names:
