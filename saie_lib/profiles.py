@@ -9,10 +9,12 @@ section default to the training ones.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .colab import require_gpu, runtime_report
 from .config import InferenceConfig, TrainConfig, from_dict
 from .paths import configs_dir
 from .tasks import TASKS
@@ -94,14 +96,10 @@ def resolve_profile(name: str) -> str:
     silently running the CPU profile. Any other name is returned as it is."""
     if name != "auto":
         return name
-    import sys
-
     import torch
 
     if torch.cuda.is_available():
         return "colab-t4"
     if "google.colab" in sys.modules:
-        from .colab import require_gpu, runtime_report
-
         require_gpu(runtime_report())
     return "cpu-small"

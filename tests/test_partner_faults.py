@@ -110,14 +110,14 @@ def test_training_against_sixty_percent_faults_finishes_and_pays_each_remark_onc
     exactly once (successful requests == distinct remarks in the cache)."""
     from saie_lib import artifacts
     from saie_lib.config import TrainConfig, load_config
-    from saie_lib.partners import api
+    from saie_lib.partners import api, local
     from saie_lib.stages.train import train
 
     class QuickBackoff(api.OpenAIChatPartner):  # the test's only change: retry waits of milliseconds, not seconds
         def __init__(self, *args, **options):
             super().__init__(*args, backoff_s=0.01, max_wait_s=0.05, **options)
 
-    monkeypatch.setattr(api, "OpenAIChatPartner", QuickBackoff)
+    monkeypatch.setattr(local, "OpenAIChatPartner", QuickBackoff)  # what build_partner constructs
     with FakeOpenAIServer(faults=Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=2.0)) as server:
         cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir),
                           results_root=str(tmp_path), remark_cache=str(tmp_path / "remarks.sqlite"),

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..generation import Decoding, generate, render_chat
+from ..models import load_model
 from . import IncompleteBatchError, Messages, Reply, Sampling, excerpt, unusable_reason
-from .api import DEFAULT_OUTAGE_WAIT_S  # the module is cheap to import; openai is loaded only when used
+from .api import DEFAULT_OUTAGE_WAIT_S, OpenAIChatPartner  # cheap: openai is imported only when used
 
 
 def _decoding(sampling: Sampling) -> Decoding:
@@ -65,8 +66,6 @@ class LocalModelPartner:
 
     def __init__(self, name: str, *, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = False):
-        from ..models import load_model
-
         model, tokenizer, info = load_model(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self._attach(model, tokenizer, info, batch_size)
 
@@ -97,8 +96,6 @@ def build_partner(spec: str, learner: Any, *, batch_size: int = 8, base_url: str
     if spec == "self":
         return AdapterOffPartner(learner, batch_size=batch_size)
     if spec.startswith("api:"):
-        from .api import OpenAIChatPartner
-
         return OpenAIChatPartner(spec.removeprefix("api:"), base_url=base_url, api_key_env=api_key_env,
                                  timeout_s=timeout_s, max_retries=max_retries, concurrency=concurrency,
                                  outage_wait_s=outage_wait_s)
