@@ -71,7 +71,7 @@ def transcript_rows(examples: Sequence[Example], responses: Sequence[str], stanc
         answer, correct = grade(example.task, response, example.answer, choices=example.choices)
         rows.append({
             "step": step, "batch": batch_index, "round": round_index, "id": example.id,
-            "learner": response, "parsed": answer.value, "gold": example.answer,
+            "learner": response, "parsed": answer.value, "gold": example.answer, "choices": list(example.choices),
             "correct": correct, "stance": stance,
             "remark": reply.text if reply else None, "cache_hit": reply.cached if reply else None,
             "partner_tokens": (reply.prompt_tokens + reply.completion_tokens) if reply else 0,

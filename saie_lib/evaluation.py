@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from .artifacts import append_jsonl, read_jsonl, write_jsonl
 from .generation import Decoding, generate, generation_settings, render_chat
-from .parsing import grade
+from .parsing import RULES_VERSION, grade
 from .progress import progress_bar
 from .prompts import build_messages
 from .stats import reasoning_rouge, wilson_interval
@@ -23,14 +23,15 @@ def prompt_hash(prompt: str) -> str:
 
 
 def score_sample(example: Example, prompt: str, output: str) -> dict[str, Any]:
-    """One per-sample row: raw output, both parses, gold, correctness. Invalid is never correct."""
+    """One per-sample row: raw output, both parses, gold, correctness, and the choice texts the flexible parse
+    read (so the row can be re-scored on its own, saie_lib.rescore). Invalid is never correct."""
     strict, correct_strict = grade(example.task, output, example.answer, mode="strict", choices=example.choices)
     flexible, correct = grade(example.task, output, example.answer, choices=example.choices)
     return {
         "id": example.id, "task": example.task, "subject": example.subject,
         "prompt_hash": prompt_hash(prompt), "output": output,
         "parsed_strict": strict.value, "parsed": flexible.value, "method": flexible.method,
-        "gold": example.answer,
+        "gold": example.answer, "choices": list(example.choices),
         "correct_strict": correct_strict, "correct": correct,
     }
 
@@ -38,7 +39,8 @@ def score_sample(example: Example, prompt: str, output: str) -> dict[str, Any]:
 def compute_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy (flexible and strict) with 95% CIs, invalid rates, n, and which parse rule fired."""
     n = len(rows)
-    metrics: dict[str, Any] = {"n": n, "methods": dict(Counter(r["method"] for r in rows))}
+    metrics: dict[str, Any] = {"n": n, "methods": dict(Counter(r["method"] for r in rows)),
+                               "parser_rules": RULES_VERSION}
     for suffix, correct_key, parsed_key in (("", "correct", "parsed"), ("_strict", "correct_strict", "parsed_strict")):
         correct = sum(bool(r[correct_key]) for r in rows)
         low, high = wilson_interval(correct, n)

@@ -2,7 +2,7 @@
 compute-matched self-consistency baseline.
 
 Every round is one batched generation call per (model, decoding) group, across examples and agents. Each
-generation becomes a row {setting, id, agent, round, output, parsed, gold}; votes and analyses are computed
+generation becomes a row {setting, id, agent, round, output, parsed, gold, choices}; votes and analyses are computed
 from those rows (saie_lib.voting, saie_lib.discussion_analysis).
 """
 
@@ -42,6 +42,7 @@ def answer_rows(setting: str, examples: Sequence[Example], outputs: Sequence[str
         answer, correct = grade(example.task, output, example.answer, choices=example.choices)
         rows.append({"setting": setting, "id": example.id, "agent": agent, "round": round_index,
                      "output": output, "parsed": answer.value, "gold": example.answer,
+                     "choices": list(example.choices),
                      "correct": correct, "stance": None})
     return rows
 

@@ -1,8 +1,14 @@
 """Answer extraction: compiled module-level regexes, a named invalid sentinel, strict and flexible modes.
 
-Strict accepts only the format our prompts ask for (the last "The answer is N." / "The answer is X.")
-plus GSM8K's gold "#### N" line; flexible falls back to looser rules, tried in a fixed order, and records
-which rule matched in `Parsed.method`. The task registry decides numbers vs letters and the valid labels.
+Strict accepts only the format our prompts ask for ("The answer is N." / "The answer is X.") plus GSM8K's
+gold "#### N" line; flexible falls back to looser rules, tried in a fixed order, and records which rule
+matched in `Parsed.method`. The task registry decides numbers vs letters and the valid labels.
+
+Scoring cannot be gamed by hedging: a response whose matches of the rule that fires name more than one
+distinct answer ("The answer is A. ... The answer is D.") is invalid with method "conflicting_answers", and
+an answer cue followed by an enumerated list ("The answer is\n(A) x\n(B) y") is invalid with method
+"option_list", in both modes. The same answer stated twice stays valid. RULES_VERSION names this rule set;
+re-scored records carry it (saie_lib.rescore).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from saie_lib.tasks import get_task
 
 MODES = ("strict", "flexible")
+RULES_VERSION = "2"  # 1: last match wins; 2: conflicting answers and option lists invalid, "(d)" after the cue
 
 _NUMBER_CLEAN_RE = re.compile(r"[,\s$€£%]")
 
@@ -37,9 +44,17 @@ _FALLBACK_NUMBER_RULES = (  # flexible mode, in order, after the strict rule
 )
 _LATEX_THOUSANDS_RE = re.compile(r"(?<=\d)\{,\}(?=\d{3})")  # "1{,}234" -> "1,234"
 
+# An answer cue ("the answer is", "answer:", "final answer is") followed on the next lines by two or more
+# enumerated items ("(A) x", "b) y", "1. z"): a list of options, not an answer.
+_ITEM = r"[ \t>*]*(?:\([A-Za-z0-9]\)|[A-Za-z0-9][.):])(?!\S)"
+_OPTION_LIST_RE = re.compile(
+    rf"\banswer(?:\s+is\b[ \t]*:?|[ \t]*:)[ \t*]*\n\s*^{_ITEM}[^\n]*\n\s*^{_ITEM}", re.I | re.M)
+
 # A letter: uppercase, in parentheses "(B)" or bare; a bare letter ends a word, and a bare "A" followed by
-# a lowercase word is the article ("The answer is A man who...") and never read as choice A.
-_LETTER = r"(?-i:\(?(?P<letter>[A-Z])(?:\)|(?![\w'])(?!(?<=A)\s+[a-z])))"
+# a lowercase word is the article ("The answer is A man who...") and never read as choice A. Right after an
+# answer cue a lowercase letter in parentheses is a choice too ("the answer is (d)" -> D); a bare lowercase
+# word never is ("The answer is a man").
+_LETTER = r"(?-i:\(?(?P<letter>[A-Z])(?:\)|(?![\w'])(?!(?<=A)\s+[a-z]))|\((?P<lower>[a-z])\))"
 
 _STRICT_LETTER_RE = re.compile(rf"\bthe\s+answer\s+is{_BOLD}{_LETTER}", re.I)
 _ANSWER_LETTER_RE = re.compile(rf"\banswer\b(?:\s+is\b)?{_BOLD}{_LETTER}", re.I)
@@ -65,6 +80,9 @@ class Parsed:
 
 
 INVALID = Parsed(None, "none")
+CONFLICTING = Parsed(None, "conflicting_answers")
+OPTION_LIST = Parsed(None, "option_list")
+INVALID_METHODS = (INVALID.method, CONFLICTING.method, OPTION_LIST.method)
 
 
 def normalize_number(text: str) -> str | None:
@@ -83,26 +101,43 @@ def normalize_number(text: str) -> str | None:
     return format(value.normalize(), "f")
 
 
-def _last_match(regex: re.Pattern, text: str, labels: Sequence[str] = ()) -> re.Match | None:
-    """The last match of `regex`; with `labels`, the last whose `letter` group is one of them."""
-    last = None
+def _letter(match: re.Match) -> str:
+    lower = match.groupdict().get("lower")
+    return lower.upper() if lower else match["letter"]
+
+
+def _one_answer(matches: list[tuple[str, str]]) -> Parsed | None:
+    """(value, method) matches of one rule -> the last, CONFLICTING if they name different values, None if none."""
+    if not matches:
+        return None
+    if len({value for value, _ in matches}) > 1:
+        return CONFLICTING
+    return Parsed(*matches[-1])
+
+
+def _number_rule(regex: re.Pattern, method: str, text: str) -> Parsed | None:
+    found = []
     for match in regex.finditer(text):
-        if not labels or match["letter"] in labels:
-            last = match
-    return last
+        named = "hashes" if match.groupdict().get("hashes") else method
+        found.append((normalize_number(match["num"]), named))
+    return _one_answer(found)
 
 
 def _extract_number(text: str, flexible: bool) -> Parsed:
     text = _LATEX_THOUSANDS_RE.sub(",", text)
-    match = _last_match(_STRICT_NUMBER_RE, text)
-    if match:
-        return Parsed(normalize_number(match["num"]), "hashes" if match["hashes"] else "answer_is")
-    if not flexible:
-        return INVALID
-    for method, regex in _FALLBACK_NUMBER_RULES:
-        match = _last_match(regex, text)
-        if match:
-            return Parsed(normalize_number(match["num"]), method)
+    if _OPTION_LIST_RE.search(text):
+        return OPTION_LIST
+    rules = (("answer_is", _STRICT_NUMBER_RE), *_FALLBACK_NUMBER_RULES) if flexible else (
+        ("answer_is", _STRICT_NUMBER_RE),)
+    for method, regex in rules:
+        if method == "last_number":
+            match = None
+            for match in regex.finditer(text):
+                pass
+            return Parsed(normalize_number(match["num"]), method) if match else INVALID
+        parsed = _number_rule(regex, method, text)
+        if parsed is not None:
+            return parsed
     return INVALID
 
 
@@ -117,16 +152,19 @@ def _match_choice_text(text: str, labels: Sequence[str], choices: Sequence[str])
 
 
 def _extract_letter(text: str, flexible: bool, labels: Sequence[str], choices: Sequence[str]) -> Parsed:
+    if _OPTION_LIST_RE.search(text):
+        return OPTION_LIST
     rules = _LETTER_RULES if flexible else _LETTER_RULES[:1]
     for method, regex in rules:
+        letters = [_letter(m) for m in regex.finditer(text)]
+        letters = [letter for letter in letters if letter in labels]
         if method in _UNANIMOUS_RULES:
-            letters = {m["letter"] for m in regex.finditer(text) if m["letter"] in labels}
-            if len(letters) == 1:
-                return Parsed(letters.pop(), method)
+            if len(set(letters)) == 1:
+                return Parsed(letters[0], method)
             continue
-        match = _last_match(regex, text, labels)
-        if match:
-            return Parsed(match["letter"], method)
+        parsed = _one_answer([(letter, method) for letter in letters])
+        if parsed is not None:
+            return parsed
     return _match_choice_text(text, labels, choices) if flexible else INVALID
 
 

@@ -13,7 +13,7 @@ from .conditions import INFERENCE_SETTINGS
 from .paths import repo_root, tables_dir
 
 SUMMARY_COLUMNS = ("task", "split", "model", "condition", "model_source", "n", "accuracy", "ci95_low",
-                   "ci95_high", "accuracy_strict", "invalid_rate", "run")
+                   "ci95_high", "accuracy_strict", "invalid_rate", "invalid_rate_strict", "run")
 
 
 def _display_path(path: Path) -> str:
@@ -31,7 +31,8 @@ def summary_row(run_dir: str | Path) -> dict[str, Any]:
         "condition": metrics.get("remark_policy", "base"),
         "model_source": metrics["model_source"], "n": metrics["n"], "accuracy": metrics["accuracy"],
         "ci95_low": low, "ci95_high": high, "accuracy_strict": metrics["accuracy_strict"],
-        "invalid_rate": metrics["invalid_rate"], "run": _display_path(Path(run_dir)),
+        "invalid_rate": metrics["invalid_rate"], "invalid_rate_strict": metrics["invalid_rate_strict"],
+        "run": _display_path(Path(run_dir)),
     }
 
 

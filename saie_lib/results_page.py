@@ -12,7 +12,7 @@ from .experiments import EXPERIMENTS, marker_run_dirs
 from .paths import results_root as _root
 from .profiles import available_profiles, load_profile
 from .reporting import to_markdown
-from .stats import ALPHA, min_discordant
+from .stats import ALPHA, mcnemar_exact, min_discordant, wilson_interval
 from .summary import (
     FINDING_COLUMNS,
     condition_rows,
@@ -41,7 +41,20 @@ def plain_statements(checked: list[dict[str, Any]]) -> list[str]:
 
 
 def _interval(row: dict[str, Any]) -> str:
-    return f"{row['accuracy']:.3f} [{row['ci95_low']:.2f}, {row['ci95_high']:.2f}]"
+    strict = f" · strict {row['accuracy_strict']:.3f}" if row.get("accuracy_strict") is not None else ""
+    return f"{row['accuracy']:.3f} [{row['ci95_low']:.2f}, {row['ci95_high']:.2f}]{strict}"
+
+
+def half_width(n: int, share: float = 0.5) -> float:
+    """Half the width of the 95% Wilson interval of an accuracy of `share` at n examples (widest at 0.5)."""
+    low, high = wilson_interval(round(share * n), n)
+    return (high - low) / 2
+
+
+def noise_line(sizes: list[int]) -> str:
+    widths = ", ".join(f"±{half_width(n):.2f} at n = {n}" for n in sorted(set(sizes), reverse=True))
+    return (f"Noise at this profile's sample sizes: a 95% Wilson interval around an accuracy of 0.5 spans {widths} "
+            "(narrower near 0 or 1).")
 
 
 def _pivot(rows: list[dict[str, Any]], key: str, columns: tuple[str, ...] | list[str], value) -> list[str]:
@@ -64,6 +77,9 @@ def profile_section(profile: str, results_root: str | Path | None = None) -> lis
     experiments = finished_experiments(profile, root)
     outputs = {name: write_experiment_outputs(profile, name, root) for name in experiments}
     lines = _header_lines(profile, experiments, root)
+    sizes = [r["n"] for name, m in experiments.items() for r in
+             (condition_rows(m) if m["kind"] == "training" else inference_condition_rows(m))]
+    lines += [noise_line(sizes), ""] if sizes else []
     lines += _training_lines(profile, experiments)
     lines += _inference_lines(profile, experiments)
     lines += _findings_lines(profile, root)
@@ -90,13 +106,16 @@ def _training_lines(profile: str, experiments: dict[str, Any]) -> list[str]:
     if not training:
         return []
     lines = ["### Accuracy of the five conditions", "",
-             "Flexible parse, unparseable = wrong; 95% Wilson interval in brackets. Same training examples, "
-             "steps, seed and evaluation examples in every column.", ""]
+             "Flexible parse, unparseable = wrong; 95% Wilson interval in brackets; then the strict parse's "
+             "accuracy (only \"The answer is X.\" / \"#### N\"). Same training examples, steps, seed and "
+             "evaluation examples in every column.", ""]
     lines += _pivot(training, "task", CONDITIONS, _interval)
     lines += ["", f"![conditions](figures/{profile}_conditions.png)", "",
-              "Invalid-answer rate and ROUGE-L of the reasoning (answer line removed) against the reference "
+              "Invalid-answer rate (flexible, strict in brackets) and ROUGE-L of the reasoning (answer line removed) "
+              "against the reference "
               "rationales (GSM8K solutions, CoS-E for CommonsenseQA; MMLU has none):", ""]
-    lines += _pivot(training, "task", CONDITIONS, lambda r: f"inv {r['invalid_rate']:.2f}"
+    lines += _pivot(training, "task", CONDITIONS, lambda r: f"inv {r['invalid_rate']:.2f} "
+                    f"({r['invalid_rate_strict']:.2f})"
                     + (f" · R-L {r['rougeL']:.3f}" if r["rougeL"] is not None else ""))
     return lines + [""]
 
@@ -124,8 +143,9 @@ def _findings_lines(profile: str, root: Path) -> list[str]:
     lines = ["### Do the paper's findings hold at this scale?", "",
              f"Paired on the same examples (exact McNemar test, two-sided, alpha {ALPHA}). "
              f"Of {len(checked)} comparisons: {counts['holds']} hold, {counts['reversed']} are reversed, "
-             f"{counts['not resolved at this n']} are not resolved at this sample size. (A claim can only hold "
-             f"when at least {min_discordant()} examples are discordant and all of them favour it.)", ""]
+             f"{counts['not resolved at this n']} are not resolved at this sample size. (The fewest discordant "
+             f"examples that can reach p < {ALPHA} is {min_discordant()}, all favouring one side; more, split "
+             f"unevenly, can too: 8:1 gives p = {mcnemar_exact(8, 1):.3f}.)", ""]
     lines += plain_statements(checked) + [""]
     lines.append(to_markdown(checked, FINDING_COLUMNS))
     rouge = rouge_findings(profile, root)
@@ -157,10 +177,11 @@ only; do not edit by hand. Every number below is read from a run's `metrics.json
 its `config.json` and `env.json` (git sha, packages, device, model source). Profiles and what they stand for:
 [method card](../docs/METHOD_CARD.md).
 
-**Noise.** Each profile is one seed. At these sample sizes a 95% interval spans about ±0.15; rerunning with
-another `seed` moves accuracies by amounts of that order, so only differences that a paired test resolves are
-read as findings. Rerunning with the same seed on the same machine reuses finished runs, and a fresh run on
-the same software reproduces greedy outputs up to floating-point nondeterminism of the CPU/GPU kernels.
+**Noise.** Each profile is one seed. Each profile's section states how wide a 95% interval is at its sample
+sizes; rerunning with another `seed` moves accuracies by amounts of that order, so only differences that a
+paired test resolves are read as findings. Rerunning with the same seed on the same machine reuses finished
+runs, and a fresh run on the same software reproduces greedy outputs up to floating-point nondeterminism of
+the CPU/GPU kernels.
 """
 
 

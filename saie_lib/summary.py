@@ -21,7 +21,7 @@ from .stats import ALPHA, mcnemar_exact
 from .voting import vote_many
 
 CONDITION_COLUMNS = ("experiment", "task", "condition", "n", "accuracy", "ci95_low", "ci95_high", "invalid_rate",
-                     "rouge1", "rouge2", "rougeL", "steps", "run")
+                     "accuracy_strict", "invalid_rate_strict", "rouge1", "rouge2", "rougeL", "steps", "run")
 INFERENCE_COLUMNS = ("condition", "setting", "n", "generations_per_example", "accuracy", "ci95_low", "ci95_high",
                      "invalid_rate", "rougeL", "run")
 

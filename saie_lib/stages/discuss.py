@@ -19,6 +19,7 @@ from ..generation import Decoding, generation_settings
 from ..inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
 from ..learner import Learner, LoraSettings, load_learner
 from ..models import load_model
+from ..parsing import RULES_VERSION
 from ..partners import Sampling
 from ..partners.local import AdapterOffPartner, LocalModelPartner
 from ..progress import progress_bar
@@ -125,7 +126,7 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     write_metrics(out, cfg, {
         "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
         "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": run_prompt_version(cfg),
-        "model_source": info["source"], "settings": metrics, "decoding": {
+        "model_source": info["source"], "parser_rules": RULES_VERSION, "settings": metrics, "decoding": {
             "greedy": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens)),
             "sampled": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens, do_sample=True,
                                                     temperature=cfg.temperature))},
