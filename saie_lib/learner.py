@@ -218,3 +218,19 @@ def load_learner(name: str, lora: LoraSettings, *, backend: str = "auto", device
     if load_in_4bit:
         raise ValueError("config field 'load_in_4bit' needs the unsloth backend (a CUDA machine)")
     return Learner.create(name, lora, device=device, **kwargs)
+
+
+def loads_as_learner(cfg: Any) -> bool:
+    """Evaluation and inference configs whose model must be loaded as the trained learner was (Unsloth, 4-bit)
+    rather than as a plain transformers model, so that base and trained conditions differ in training only."""
+    return cfg.backend != "peft" or cfg.load_in_4bit
+
+
+def load_as_learner(cfg: Any, adapter: str | Path | None = None) -> Learner:
+    """The model of an evaluation/inference config loaded like the trained learner, ready for inference, with
+    `adapter` on top, or a fresh adapter (LoRA starts at zero: exactly the base)."""
+    learner = load_learner(cfg.model, LoraSettings(), backend=cfg.backend, device=cfg.device,
+                           load_in_4bit=cfg.load_in_4bit, source=cfg.model_source, dtype=cfg.dtype,
+                           trust_remote_code=cfg.trust_remote_code, adapter=adapter, seed=cfg.seed)
+    learner.for_inference()
+    return learner

@@ -6,6 +6,7 @@ Decoder-only models load with AutoModelForCausalLM, encoder-decoder ones (Flan-T
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -204,6 +205,7 @@ def build_tiny_t5(name: str, tokenizer_from: str) -> Path:
     return target
 
 
+@functools.lru_cache(maxsize=None)  # asked for every run identity; the answer does not change
 def uses_plain_prompts(name: str) -> bool:
     """True when the model's tokenizer has no chat template (its prompts use the plain rendering). Part of a
     run's identity, so decided before any weights load: from the alias registry, a local directory's tokenizer

@@ -37,8 +37,6 @@ MACHINE_PATH = re.compile(_PATH_START + r"/(?:tmp|work|root|home|Users|mnt|conte
                           r"|\b[A-Za-z]:(?:\\\\|\\|/)Users\b[^\s\"',;)\]}>]*")
 SECRET = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{8,}|(?<![A-Za-z0-9])hf_[A-Za-z0-9]{20,}"
                     r"|\bBearer\s+[A-Za-z0-9._~+/=-]{8,}|\bAKIA[0-9A-Z]{16}\b")
-# The same on every machine of its kind, so not a leak: the Colab clone target of the notebooks' setup cell.
-KNOWN_PORTABLE = re.compile(r"/content/saie(?![\w.-])")
 
 
 def _user_patterns() -> list[re.Pattern[str]]:
@@ -80,7 +78,7 @@ def _line_findings(line: str, patterns: Sequence[re.Pattern[str]]) -> list[str]:
     spans: dict[int, str] = {}
     for pattern in patterns:
         for match in pattern.finditer(line):
-            if KNOWN_PORTABLE.match(match.group()) or len(match.group()) <= len(spans.get(match.start(), "")):
+            if len(match.group()) <= len(spans.get(match.start(), "")):
                 continue
             spans[match.start()] = match.group()
     return [spans[start] for start in sorted(spans)]

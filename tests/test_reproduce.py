@@ -65,6 +65,21 @@ def test_second_reproduce_skips_finished_experiments_and_rebuilds_identically(re
 
 @pytest.mark.notebooks
 @pytest.mark.slow
+def test_forced_reexecution_of_finished_runs_does_not_count_as_their_wall_time(reproduced, data_dir):
+    from saie_lib.results_page import measured_seconds
+
+    root, _ = reproduced
+    before = measured_seconds("tiny", root)
+    statuses = reproduce("tiny", ["math"], data_dir=str(data_dir), results_root=root, summary=False, force=True,
+                         progress=False)
+    assert statuses == {"math": "re-executed"}
+    log = [json.loads(line) for line in (root / "runs" / "tiny" / "reproduce_log.jsonl").read_text().splitlines()]
+    assert log[-1]["status"] == "re-executed (all runs finished, reused)"
+    assert measured_seconds("tiny", root) == before
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
 def test_an_unfinished_run_is_redone_alone(reproduced, data_dir):
     root, _ = reproduced
     folder = root / "runs" / "tiny" / "multidomain"

@@ -17,7 +17,7 @@ from ..data import load_task
 from ..discussion_analysis import accuracy_by_round, flips_by_round, robustness
 from ..generation import Decoding, generation_settings
 from ..inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
-from ..learner import Learner, LoraSettings, load_learner
+from ..learner import Learner, load_as_learner, loads_as_learner
 from ..models import load_model
 from ..parsing import RULES_VERSION
 from ..partners import Sampling
@@ -50,11 +50,8 @@ def load_discussant(cfg: InferenceConfig):
         raise ValueError(f"config field 'adapter' = {cfg.adapter!r}: no peft adapter there. Adapters are not "
                          "committed; train one with notebook 02 or `make reproduce` (remove a finished run dir "
                          "to re-create its adapter)")
-    if cfg.backend != "peft" or cfg.load_in_4bit:
-        learner = load_learner(cfg.model, LoraSettings(), backend=cfg.backend, device=cfg.device,
-                               load_in_4bit=cfg.load_in_4bit, source=cfg.model_source, dtype=cfg.dtype,
-                               trust_remote_code=cfg.trust_remote_code, adapter=cfg.adapter, seed=cfg.seed)
-        learner.for_inference()
+    if loads_as_learner(cfg):
+        learner = load_as_learner(cfg, adapter=cfg.adapter)
         return learner.model, learner.tokenizer, {**learner.info, "adapter": cfg.adapter}
     model, tokenizer, info = load_model(cfg.model, source=cfg.model_source, dtype=cfg.dtype, device=cfg.device,
                                         trust_remote_code=cfg.trust_remote_code)

@@ -13,7 +13,7 @@ from ..artifacts import run_file
 from ..config import EvalConfig
 from ..data import load_task
 from ..evaluation import evaluate
-from ..learner import LoraSettings, load_learner
+from ..learner import load_as_learner, loads_as_learner
 from ..models import load_model
 from ..tasks import get_task
 from . import named_run_dir, open_run, record_session, run_prompt_version, stage_identity, starting, write_metrics
@@ -50,16 +50,13 @@ class LazyModel:
     def get(self):
         if self._bundle is None:
             c = self.cfg
-            if c.backend == "peft" and not c.load_in_4bit:
-                self._bundle = load_model(c.model, source=c.model_source, dtype=c.dtype, device=c.device,
-                                          trust_remote_code=c.trust_remote_code)
-            else:
-                learner = load_learner(c.model, LoraSettings(), backend=c.backend, device=c.device,
-                                       load_in_4bit=c.load_in_4bit, source=c.model_source, dtype=c.dtype,
-                                       trust_remote_code=c.trust_remote_code, seed=c.seed)
-                learner.for_inference()
+            if loads_as_learner(c):
+                learner = load_as_learner(c)
                 self._bundle, self.adapters_off = (learner.model, learner.tokenizer, learner.info), \
                     learner.adapters_disabled
+            else:
+                self._bundle = load_model(c.model, source=c.model_source, dtype=c.dtype, device=c.device,
+                                          trust_remote_code=c.trust_remote_code)
         return self._bundle
 
 
