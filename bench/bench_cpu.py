@@ -317,13 +317,15 @@ def generation_bound(shape, calls, peak: float, bandwidth: float, bytes_per_para
 
 
 def to_bf16(learner) -> None:
-    """The base model in bf16, the LoRA weights (the trained ones) in fp32; the library's default is untouched."""
+    """The base model in bf16, the LoRA weights (the trained ones) in fp32, training under bf16 autocast: what
+    `dtype: native` loads on a CPU with AVX-512 BF16 / AMX (saie_lib.precision), cast here in place."""
     import torch
 
+    from saie_lib.precision import StepPrecision, keep_trainable_fp32
+
     learner.model.to(torch.bfloat16)
-    for name, param in learner.model.named_parameters():
-        if "lora_" in name:
-            param.data = param.data.float()
+    keep_trainable_fp32(learner.model)
+    learner.precision = StepPrecision.create("bf16", "cpu")
 
 
 # ---------------------------------------------------------------- the run
@@ -452,6 +454,8 @@ def main() -> None:
     to_bf16(learner)
     record["bf16"] = run_dtype(learner, shape, limits, csqa, synth, prompts, features, args, "bfloat16")
     memory["after_bf16_pieces"] = rss_gb()
+    stage("bf16 discussion step")
+    record["discussion"]["step_bf16_s"] = measure_step(learner, partner, examples, cfg, args.step_repeats)
     fp32, bf16 = record["fp32"], record["bf16"]
     record["bf16_speedup"] = {
         "prefill_csqa": fp32["prefill_csqa"]["seconds"] / bf16["prefill_csqa"]["seconds"],
@@ -459,6 +463,7 @@ def main() -> None:
         "decode_step_batch": fp32["decode_batch"]["step_best_s"] / bf16["decode_batch"]["step_best_s"],
         "train_step": fp32["train_step"]["seconds"] / bf16["train_step"]["seconds"],
         "generation_batched": fp32["generation"]["batched"]["seconds"] / bf16["generation"]["batched"]["seconds"],
+        "discussion_step": record["discussion"]["step_s"] / record["discussion"]["step_bf16_s"],
         "matmul_prefill_shape": (limits["matmul_gflop_s"]["bfloat16"]["prefill_mlp"]
                                  / limits["matmul_gflop_s"]["float32"]["prefill_mlp"]),
     }

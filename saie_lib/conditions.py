@@ -1,17 +1,43 @@
 """The study's vocabulary, listed once.
 
 - A **stance** is what the frozen partner is asked to take in one remark: supportive or adversarial.
-- A **remark policy** (TrainConfig field `remark_policy`) decides which stances a learner meets in training;
-  each remark policy is one trained **condition**: `none` (conventional fine-tuning, no remarks), `supportive`,
-  `adversarial`, `saie` (both, half and half per batch).
-- A **condition** is one of the five models every experiment compares: `base` (the untrained model) and the
-  four remark policies. Tables, markers, figures and the inference experiment's `label` use these names.
+- A **remark policy** (TrainConfig field `remark_policy`) decides which stances a learner meets in training:
+  `none` (conventional fine-tuning, no remarks), `placebo` (the same discussion-shaped steps, but the partner
+  turn is a fixed neutral request to reconsider: no stance, no partner call), `supportive`, `adversarial`,
+  `saie` (both, half and half per batch).
+- An **update target** (TrainConfig field `update_target`) is what a discussion step trains on: `gold`,
+  `self_revision_if_correct`, or `mixed` (gold, plus the plain question -> gold pair in the same step).
+- A **condition** is one of the models every experiment compares: `base` (the untrained model), each remark
+  policy with the gold target, and `saie_mixed` (SAIE with the mixed target, so the question-only behaviour is
+  trained as in conventional fine-tuning). Tables, markers, figures and the inference experiment's `label`
+  use these names.
 - An **inference setting** is one way a model answers at inference time (alone, in discussion, ...).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 STANCES = ("supportive", "adversarial")
-REMARK_POLICIES = ("none", "supportive", "adversarial", "saie")  # conventional fine-tuning first, SAIE last
-CONDITIONS = ("base", *REMARK_POLICIES)
+PLACEBO = "placebo"  # the partner turn of the placebo control: no stance
+# conventional fine-tuning first, then the format control, then the stances; SAIE last
+REMARK_POLICIES = ("none", PLACEBO, "supportive", "adversarial", "saie")
+# A trained condition that is not a remark policy with the gold target -> the config fields that make it
+CONDITION_FIELDS: dict[str, dict[str, Any]] = {"saie_mixed": {"remark_policy": "saie", "update_target": "mixed"}}
+TRAINED_CONDITIONS = (*REMARK_POLICIES, *CONDITION_FIELDS)
+CONDITIONS = ("base", *TRAINED_CONDITIONS)
 INFERENCE_SETTINGS = ("individual", "self_discussion", "multi_agent", "self_consistency", "partner_discussion")
+TARGET_SUFFIXES = {"gold": "", "mixed": "_mixed", "self_revision_if_correct": "_selfrev"}
+
+
+def condition_fields(condition: str) -> dict[str, Any]:
+    """The TrainConfig fields that make a trained condition (its remark policy, and a target other than gold)."""
+    if condition not in TRAINED_CONDITIONS:
+        raise ValueError(f"unknown trained condition {condition!r}; known: {', '.join(TRAINED_CONDITIONS)}")
+    return CONDITION_FIELDS.get(condition, {"remark_policy": condition})
+
+
+def condition_name(remark_policy: str, update_target: str = "gold") -> str:
+    """The condition a training config trains: its remark policy, with a suffix for a target other than gold
+    (`saie` + `mixed` -> `saie_mixed`). Gold-target runs keep the policy's name (and their run dir names)."""
+    return f"{remark_policy}{TARGET_SUFFIXES[update_target]}"

@@ -15,7 +15,9 @@ from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+# auto: float32 on CPU, bfloat16 on CUDA (the rule committed runs used); native: bfloat16 where the hardware
+# computes it natively (AVX-512 BF16/AMX CPUs, Ampere+ GPUs), else float32 (saie_lib.precision.resolve_dtype)
+DTYPES = ("auto", "native", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("auto", "hub", "gguf")
 # Fields that say where files live, not what is computed: they do not change a run's identity.
@@ -58,7 +60,7 @@ class EvalConfig(RunConfig):
     results_root: str | None = None  # None: env SAIE_RESULTS_DIR, else <repo>/results
     batch_size: int = 8
     max_new_tokens: int = 256
-    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
+    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA; native: bfloat16 where the hardware has it
     device: str = "auto"
     trust_remote_code: bool = False
     # How the model is loaded: "peft" = plain transformers; "unsloth"/"auto" and load_in_4bit load it as the
@@ -77,7 +79,7 @@ class EvalConfig(RunConfig):
 
 
 
-UPDATE_TARGETS = ("gold", "self_revision_if_correct")
+UPDATE_TARGETS = ("gold", "self_revision_if_correct", "mixed")
 BACKENDS = ("auto", "peft", "unsloth")
 
 
@@ -103,7 +105,10 @@ class TrainConfig(RunConfig):
     partner_concurrency: int | None = None  # api partners: requests in flight; None: the client's default
     partner_outage_wait_s: float | None = None  # api partners: how long to wait out an outage; None: default
     remark_cache: str | None = None  # SQLite file of partner remarks; None: <cache dir>/remarks.sqlite
-    update_target: str = "gold"  # gold rationale + answer, or the learner's own revision when correct
+    # gold: rationale + answer; self_revision_if_correct: the learner's revision where correct, else gold;
+    # mixed: gold, plus the plain question -> gold pair of each example in the same step
+    update_target: str = "gold"
+    stance_retries: int = 0  # re-ask the partner (batched) up to this often while a remark fails the stance check
     limit: int | None = 64  # training examples (seeded subset of the task's train split)
     eval_limit: int | None = 50  # evaluation examples (task's eval split); None = whole split
     seed: int = 0
@@ -128,9 +133,12 @@ class TrainConfig(RunConfig):
     device: str = "auto"
     trust_remote_code: bool = False
 
+    omitted_at = {"stance_retries": 0}
+
     def __post_init__(self) -> None:
         self._check_model_fields()
         check_choice(self, "remark_policy", REMARK_POLICIES)
+        check_min(self, "stance_retries", 0)
         check_choice(self, "update_target", UPDATE_TARGETS)
         check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",

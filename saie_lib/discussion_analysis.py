@@ -91,6 +91,18 @@ def accuracy_by_round(rows: Iterable[Row], *, aggregate: str = "vote", seed: int
     return results
 
 
+def as_strict(rows: Iterable[Row]) -> list[dict[str, Any]]:
+    """The rows with `parsed` set to their strict parse (`parsed_strict`), so every analysis here can be read
+    under the strict parse too. A row without `parsed_strict` raises ValueError (no silent flexible fallback)."""
+    out = []
+    for row in rows:
+        if "parsed_strict" not in row:
+            raise ValueError(f"row {row.get('id')!r} (round {row.get('round')}) has no 'parsed_strict' field: it was "
+                             "recorded before inference rows kept the strict parse")
+        out.append({**row, "parsed": row["parsed_strict"]})
+    return out
+
+
 def _pairs(index: Mapping[tuple[str, int, int], Row]) -> tuple[list[tuple[Row, Row]], list[Row]]:
     """(round r-1 record, round r record) for every example and agent, r >= 1, in (id, round, agent) order;
     and the round-r records with no round r-1 record to compare with (left out, but counted by callers)."""

@@ -71,7 +71,8 @@ def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], *, batch_s
         if sample_log:
             append_jsonl(sample_log, rows)
     ordered = [done[e.id] for e in examples]
-    rouge = reasoning_rouge([r["output"] for r in ordered], [e.rationale for e in examples])
+    rouge = reasoning_rouge([r["output"] for r in ordered], [e.rationale for e in examples],
+                            ids=[e.id for e in examples])  # per example too: the CoT claim is tested paired
     return {**compute_metrics(ordered), "rouge": rouge, "decoding": generation_settings(decoding)}, ordered
 
 

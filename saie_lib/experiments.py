@@ -1,7 +1,8 @@
 """The paper's experiments, one registry: three training experiments (one per task) and the inference-time
-discussion experiment. Every experiment runs the five conditions on the same examples, steps and seed:
+discussion experiment, and the robustness-to-remarks experiment. Every experiment runs the conditions of
+`conditions.CONDITIONS` on the same examples, steps and seed:
 
-    base (untrained), none (conventional fine-tuning), supportive, adversarial, saie
+    base (untrained), none (conventional fine-tuning), placebo, supportive, adversarial, saie, saie_mixed
 
 and records what it produced in `<results>/runs/<profile>/<experiment>/experiment.json`, written last, which
 is what the summary step reads. All run dirs of an experiment live beside that file.
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
-from .conditions import CONDITIONS, REMARK_POLICIES
+from .conditions import CONDITIONS, TRAINED_CONDITIONS, condition_fields
 from .config import TrainConfig, eval_config_for
 from .learner import prepare_backend
 from .paths import results_root as resolve_results_root
 from .profiles import Profile
+from .stages.challenge import run_challenge
 from .stages.discuss import run_inference
 from .stages.evaluate import eval_run_dir, run_evaluation
 from .stages.train import train, training_run_dir
@@ -38,12 +40,18 @@ class Experiment:
     def is_training(self) -> bool:
         return self.task is not None
 
+    @property
+    def kind(self) -> str:
+        """training, inference or robustness: what experiment.json says, and how the summary reads it."""
+        return "training" if self.is_training else "robustness" if self.name == "robustness" else "inference"
+
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("math", "Math word problems (GSM8K)", "10_math_gsm8k.ipynb", "gsm8k"),
     Experiment("commonsense", "Commonsense reasoning (CommonsenseQA)", "11_commonsense_csqa.ipynb", "commonsense_qa"),
     Experiment("multidomain", "Multi-domain knowledge (MMLU)", "12_multidomain_mmlu.ipynb", "mmlu"),
     Experiment("multiagent", "Discussion at inference time", "20_multiagent_inference.ipynb", None),
+    Experiment("robustness", "Robustness to remarks", "13_robustness.ipynb", None),
 )}
 
 
@@ -72,8 +80,9 @@ def read_marker(profile: str, experiment: str, results_root: str | Path | None =
 
 def condition_configs(profile: Profile, experiment: Experiment, **locations: Any) -> dict[str, Any]:
     """condition -> the TrainConfig that produces it ('base' -> the untrained model's EvalConfig)."""
-    configs: dict[str, Any] = {policy: profile.training_config(
-        experiment.task, policy, study=study_of(profile, experiment), **locations) for policy in REMARK_POLICIES}
+    configs: dict[str, Any] = {c: profile.training_config(
+        experiment.task, study=study_of(profile, experiment), **condition_fields(c), **locations)
+        for c in TRAINED_CONDITIONS}
     return {"base": eval_config_for(configs["saie"]), **configs}
 
 
@@ -86,21 +95,24 @@ def condition_runs(cfg: TrainConfig) -> list[Path]:
     """The finished runs that differ from `cfg` in the remark policy only, after the untrained model's run on
     the same evaluation examples: the comparison this config belongs to, and nothing else."""
     candidates = [eval_run_dir(eval_config_for(cfg))]
-    candidates += [training_run_dir(dataclasses.replace(cfg, remark_policy=p)) for p in REMARK_POLICIES]
+    candidates += [training_run_dir(dataclasses.replace(cfg, **condition_fields(c))) for c in TRAINED_CONDITIONS]
     return [path for path in candidates if artifacts.is_finished(path)]
 
 
 def run_training_experiment(profile: Profile, experiment: Experiment, *, progress: bool = True,
                             **locations: Any) -> dict[str, Path]:
-    """Evaluate the base model, then train and evaluate the four conditions; finished runs are reused and an
-    interrupted one resumes from its last checkpoint."""
-    configs = condition_configs(profile, experiment, **locations)
-    prepare_backend(configs["saie"].backend, configs["saie"].device)  # Unsloth before the baseline loads anything
-    runs = {"base": run_evaluation(configs.pop("base"), progress=progress)}
-    for condition, cfg in configs.items():
-        runs[condition] = train(cfg, progress=progress)
-    write_marker(profile, experiment, runs, locations.get("results_root"))
-    return runs
+    """Per seed of the profile: evaluate the base model, then train and evaluate the four conditions; finished
+    runs are reused and an interrupted one resumes from its last checkpoint. Returns the first seed's runs."""
+    by_seed: dict[int, dict[str, Path]] = {}
+    for seed in profile.seeds:  # each seed replicates the experiment: its own data subsets and training runs
+        configs = condition_configs(profile, experiment, **locations, seed=seed)
+        prepare_backend(configs["saie"].backend, configs["saie"].device)  # Unsloth before the baseline loads
+        runs = {"base": run_evaluation(configs.pop("base"), progress=progress)}
+        for condition, cfg in configs.items():
+            runs[condition] = train(cfg, progress=progress)
+        by_seed[seed] = runs
+    write_marker(profile, experiment, by_seed, locations.get("results_root"))
+    return by_seed[profile.seeds[0]]
 
 
 def inference_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
@@ -119,9 +131,34 @@ def inference_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
 
 
 def run_inference_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
-    """Every inference setting for each of the five conditions' models, on the same examples."""
+    """Every inference setting for each condition's model, on the same examples."""
     runs = {c: run_inference(cfg, progress=progress) for c, cfg in inference_configs(profile, **locations).items()}
     write_marker(profile, EXPERIMENTS["multiagent"], runs, locations.get("results_root"))
+    return runs
+
+
+def challenge_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
+    """condition -> ChallengeConfig: the base model, then each trained condition with its adapter per task (from
+    the training experiment of that task, which must have finished)."""
+    tasks = profile.challenge_config().tasks
+    trained = {t: condition_run_dirs(profile, training_experiment_for(t), **locations) for t in tasks}
+    unfinished = {t: [c for c, d in runs.items() if c != "base" and not artifacts.is_finished(d)]
+                  for t, runs in trained.items()}
+    if any(unfinished.values()):
+        raise RuntimeError(f"the robustness experiment challenges the models trained by the training experiments "
+                           f"of {list(tasks)}, but these conditions have not finished: "
+                           f"{ {t: c for t, c in unfinished.items() if c} }: run their notebooks (or `make "
+                           "reproduce`) first")
+    study = study_of(profile, EXPERIMENTS["robustness"])
+    adapters = {c: () if c == "base" else tuple(str(artifacts.run_file(trained[t][c], "adapter")) for t in tasks)
+                for c in CONDITIONS}
+    return {c: profile.challenge_config(study=study, label=c, adapters=adapters[c], **locations) for c in CONDITIONS}
+
+
+def run_robustness_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
+    """The scripted challenge for each condition's models, on the same challenge sets."""
+    runs = {c: run_challenge(cfg, progress=progress) for c, cfg in challenge_configs(profile, **locations).items()}
+    write_marker(profile, EXPERIMENTS["robustness"], runs, locations.get("results_root"))
     return runs
 
 
@@ -129,21 +166,53 @@ def run_experiment(profile: Profile, name: str, *, progress: bool = True, **loca
     experiment = get_experiment(name)
     if experiment.is_training:
         return run_training_experiment(profile, experiment, progress=progress, **locations)
+    if experiment.kind == "robustness":
+        return run_robustness_experiment(profile, progress=progress, **locations)
     return run_inference_experiment(profile, progress=progress, **locations)
 
 
-def write_marker(profile: Profile, experiment: Experiment, runs: dict[str, Path], results_root: Any) -> Path:
-    """experiment.json, written when every condition has finished: the run dir of each condition."""
+def write_marker(profile: Profile, experiment: Experiment, runs: dict[Any, Any], results_root: Any) -> Path:
+    """experiment.json, written when every condition has finished: the run dir of each condition, per seed.
+
+    `runs` is condition -> run dir (one seed: the profile's first) or seed -> {condition -> run dir}.
+    `conditions` names the first seed's runs (what readers written before seeds existed read), `seeds` every
+    seed's."""
     folder = experiment_dir(profile.name, experiment.name, results_root)
+    by_seed = runs if all(isinstance(k, int) for k in runs) else {profile.seeds[0]: runs}
+    names = {str(seed): {c: r[c].name for c in CONDITIONS} for seed, r in by_seed.items()}
     marker = {"experiment": experiment.name, "title": experiment.title, "profile": profile.name,
-              "task": experiment.task or profile.inference_task, "kind": "training" if experiment.is_training
-              else "inference", "conditions": {c: runs[c].name for c in CONDITIONS}}
+              "task": experiment.task or marker_task(profile, experiment), "kind": experiment.kind,
+              "conditions": next(iter(names.values())), "seeds": names}
     artifacts.write_json(folder / MARKER, marker)
     return folder / MARKER
 
 
+def marker_task(profile: Profile, experiment: Experiment) -> str:
+    """The task(s) an experiment without its own task ran on: the inference task, or the challenged tasks."""
+    return "+".join(profile.challenge_config().tasks) if experiment.kind == "robustness" else profile.inference_task
+
+
 def marker_run_dirs(marker: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """condition -> run dir, in the canonical condition order."""
-    return {c: folder / marker["conditions"][c] for c in CONDITIONS}
+    """condition -> run dir, in the canonical condition order, for the conditions the marker names (a marker
+    written before a condition was added lacks it)."""
+    return {c: folder / marker["conditions"][c] for c in CONDITIONS if c in marker["conditions"]}
+
+
+def marker_seed_run_dirs(marker: dict[str, Any], folder: Path) -> dict[int, dict[str, Path]]:
+    """seed -> {condition -> run dir}. A marker written before seeds existed names one seed's runs: its seed is
+    read from those runs' config.json."""
+    if "seeds" not in marker:
+        runs = marker_run_dirs(marker, folder)
+        seeds = {artifacts.read_json(artifacts.run_file(d, "config"))["config"]["seed"] for d in runs.values()}
+        if len(seeds) != 1:
+            raise ValueError(f"{folder / MARKER}: its runs have different seeds {sorted(seeds)}; a marker without "
+                             "'seeds' must name one seed's runs")
+        return {seeds.pop(): runs}
+    return {int(seed): marker_run_dirs({"conditions": names}, folder) for seed, names in marker["seeds"].items()}
+
+
+def seed_run_dirs(profile: Profile, experiment: Experiment, **locations: Any) -> dict[int, dict[str, Path]]:
+    """seed -> {condition -> run dir} that a training experiment of this profile implies now."""
+    return {seed: condition_run_dirs(profile, experiment, **locations, seed=seed) for seed in profile.seeds}
 
 

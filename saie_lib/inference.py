@@ -2,8 +2,8 @@
 compute-matched self-consistency baseline.
 
 Every round is one batched generation call per (model, decoding) group, across examples and agents. Each
-generation becomes a row {setting, id, agent, round, output, parsed, gold, choices}; votes and analyses are computed
-from those rows (saie_lib.voting, saie_lib.discussion_analysis).
+generation becomes a row {setting, id, agent, round, output, parsed, correct, parsed_strict, correct_strict, gold,
+choices}; votes and analyses are computed from those rows (saie_lib.voting, saie_lib.discussion_analysis).
 """
 
 from __future__ import annotations
@@ -39,12 +39,18 @@ def answer_rows(setting: str, examples: Sequence[Example], outputs: Sequence[str
                 round_index: int) -> list[dict[str, Any]]:
     rows = []
     for example, output in zip(examples, outputs):
-        answer, correct = grade(example.task, output, example.answer, choices=example.choices)
         rows.append({"setting": setting, "id": example.id, "agent": agent, "round": round_index,
-                     "output": output, "parsed": answer.value, "gold": example.answer,
-                     "choices": list(example.choices),
-                     "correct": correct, "stance": None})
+                     "output": output, **graded_fields(example.task, output, example.answer, example.choices),
+                     "gold": example.answer, "choices": list(example.choices), "stance": None})
     return rows
+
+
+def graded_fields(task: str, output: str, gold: str, choices: Sequence[str]) -> dict[str, Any]:
+    """An inference row's scoring, as an evaluation sample's: the flexible parse (`parsed`, `correct`, which
+    votes and analyses read) and the strict one (`parsed_strict`, `correct_strict`)."""
+    answer, correct = grade(task, output, gold, choices=choices)
+    strict, correct_strict = grade(task, output, gold, mode="strict", choices=choices)
+    return {"parsed": answer.value, "correct": correct, "parsed_strict": strict.value, "correct_strict": correct_strict}
 
 
 def generate_for_agents(agents: Sequence[Agent], conversations: Sequence[Sequence[list[dict]]], *, seed: int,

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 from .config import BACKENDS
 from .generation import Decoding, generate, render_chat
 from .models import MODEL_ALIASES, load_model, pick_device, pick_dtype, resolve_model
-from .precision import StepPrecision, resolve_precision
+from .precision import StepPrecision, keep_trainable_fp32, resolve_precision
 from .seq2seq import is_encoder_decoder, is_seq2seq_checkpoint, lora_arguments, seq2seq_precision, seq2seq_target_loss
 from .training import collate, target_loss
 
@@ -94,6 +94,7 @@ class Learner:
             config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                 **lora_arguments(base, lora.target_modules))  # causal or seq2seq (T5) modules
             model = get_peft_model(base, config)
+        keep_trainable_fp32(model)  # a bfloat16 base ('native' on a bf16 CPU) keeps fp32 LoRA weights and Adam state
         if model.device.type == "cuda":  # activations recomputed in backward: far less memory, ~20-30% more time
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()

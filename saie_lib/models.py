@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import cache_dir
+from .precision import resolve_dtype
 from .prompts import has_chat_template
 from .seq2seq import is_encoder_decoder, seq2seq_dtype
 
@@ -253,9 +254,7 @@ def pick_device(device: str = "auto") -> str:
 def pick_dtype(dtype: str, device: str):
     import torch
 
-    if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
-    return getattr(torch, dtype)
+    return getattr(torch, resolve_dtype(dtype, device)[0])  # auto, native or a dtype name (saie_lib.precision)
 
 
 def load_tokenizer(path: str, *, trust_remote_code: bool = False):
@@ -285,13 +284,15 @@ def load_model(name: str, *, source: str = "auto", dtype: str = "auto", device: 
                                     "MODEL_ALIASES with plain_prompts set")
     seq2seq = is_encoder_decoder(AutoConfig.from_pretrained(resolved.path, trust_remote_code=trust_remote_code))
     auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    model = auto_class.from_pretrained(
-        resolved.path, dtype=seq2seq_dtype(dtype, device) if seq2seq else pick_dtype(dtype, device),
-        trust_remote_code=trust_remote_code,
-    ).to(device)
+    dtype_name, why = resolve_dtype(dtype, device)
+    if seq2seq and dtype == "auto":  # T5's own rule (saie_lib.seq2seq)
+        dtype_name, why = str(seq2seq_dtype(dtype, device)).removeprefix("torch."), "auto: T5 family rule"
+    model = auto_class.from_pretrained(resolved.path, dtype=seq2seq_dtype(dtype_name, device) if seq2seq else
+                                       pick_dtype(dtype_name, device), trust_remote_code=trust_remote_code).to(device)
     model.eval()
     info = {"name": name, "source": resolved.source, "path": resolved.path, "device": device,
-            "dtype": str(model.dtype).removeprefix("torch."), "family": "seq2seq" if seq2seq else "causal",
+            "dtype": str(model.dtype).removeprefix("torch."), "dtype_requested": dtype, "dtype_why": why,
+            "family": "seq2seq" if seq2seq else "causal",
             "prompts": "chat" if has_chat_template(tokenizer) else "plain",
             "parameters": sum(p.numel() for p in model.parameters())}
     return model, tokenizer, info

@@ -168,3 +168,37 @@ def plot_inference_conditions(rows: Sequence[dict[str, Any]], name: str, *, titl
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
     return _save(fig, name, results_root)
+
+
+def plot_letter_distribution(distributions: dict[str, dict[str, dict[str, int]]], name: str, *,
+                             title: str = "Predicted letters per condition",
+                             results_root: str | os.PathLike | None = None) -> Path:
+    """One panel per multiple-choice task: per condition (and the gold answers, last) a stacked bar of the
+    share of each predicted letter, invalid answers in grey. A condition that collapses onto one letter shows
+    as one tall segment. `distributions` is task -> {condition -> {letter or "invalid" -> count}}."""
+    if not distributions:
+        raise ValueError("no letter distributions to plot")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(distributions), figsize=(4.2 * len(distributions), 3.8), squeeze=False)
+    for ax, (task, table) in zip(axes[0], distributions.items()):
+        letters = [k for k in next(iter(table.values())) if k != "invalid"]
+        groups = list(table)
+        bottoms = [0.0] * len(groups)
+        for index, letter in enumerate([*letters, "invalid"]):
+            shares = [table[g].get(letter, 0) / max(sum(table[g].values()), 1) for g in groups]
+            ax.bar(range(len(groups)), shares, 0.7, bottom=bottoms, label=letter,
+                   color="lightgrey" if letter == "invalid" else f"C{index}", hatch="//" if letter == "invalid"
+                   else None, edgecolor="white")
+            bottoms = [b + s for b, s in zip(bottoms, shares)]
+        for g_index, group in enumerate(groups):
+            ax.text(g_index, 1.02, f"n={sum(table[group].values())}", ha="center", fontsize=7)
+        ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=8)
+        ax.set(ylim=(0, 1.1), ylabel="share of answers (flexible parse)", title=task)
+    handles = {}  # every task's letters in one legend (CommonsenseQA has E, MMLU not)
+    for ax in axes[0]:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    order = sorted(handles, key=lambda label: (label == "invalid", label))
+    axes[0][-1].legend([handles[k] for k in order], order, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, name, results_root)

@@ -3,8 +3,13 @@ experiment, so a reproduction is `profile name -> configs -> run dirs` with noth
 
 A profile has a `train` section (TrainConfig fields shared by the training experiments), per-task overrides
 under `tasks`, and an `inference` section (InferenceConfig fields; its `task` names the training experiment
-whose five conditions are discussed at inference time). The model, dtype and device of the inference
+whose conditions are discussed at inference time). The model, dtype and device of the inference
 section default to the training ones.
+
+`seeds` (a count, or a list of distinct seeds starting with the train section's `seed`) says how many times
+each training experiment is replicated: every seed draws its own training and evaluation subset and trains every
+condition again. Default 1. The first seed's runs are the profile's plain runs (same identity as before `seeds`
+existed); the inference experiment discusses the first seed's models.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .challenge_config import ChallengeConfig
 from .colab import require_gpu, runtime_report
 from .config import InferenceConfig, TrainConfig, from_dict
 from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
 
-PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train", "tasks", "inference")
+PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train", "tasks", "inference", "seeds",
+                "robustness")
 SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed", "backend",
                          "load_in_4bit")
 
@@ -35,6 +42,8 @@ class Profile:
     train: dict[str, Any]
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     inference: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    robustness: dict[str, Any] = field(default_factory=dict)  # ChallengeConfig fields of the robustness experiment
 
     def training_config(self, task: str, remark_policy: str, **fields: Any) -> TrainConfig:
         """The profile's TrainConfig for one task and condition; `fields` (study, data_dir, ...) on top."""
@@ -49,6 +58,11 @@ class Profile:
         """The profile's InferenceConfig; `fields` (adapter, label, study, data_dir, ...) on top."""
         shared = {k: self.train[k] for k in SHARED_WITH_INFERENCE if k in self.train}
         return from_dict(InferenceConfig, {**shared, **self.inference, **fields}, f"{self.path} (inference)")
+
+    def challenge_config(self, **fields: Any) -> ChallengeConfig:
+        """The profile's ChallengeConfig (model settings from `train`); `fields` (adapters, label, ...) on top."""
+        shared = {k: self.train[k] for k in SHARED_WITH_INFERENCE if k in self.train}
+        return from_dict(ChallengeConfig, {**shared, **self.robustness, **fields}, f"{self.path} (robustness)")
 
 
 def profile_path(name: str | Path) -> Path:
@@ -76,7 +90,7 @@ def load_profile(name: str | Path) -> Profile:
     bad_tasks = sorted(set(tasks) - set(TASKS))
     if bad_tasks:
         raise ValueError(f"{path}: 'tasks' names unknown task(s) {bad_tasks}; known: {sorted(TASKS)}")
-    for key in ("train", "inference"):
+    for key in ("train", "inference", "robustness"):
         if not isinstance(data.get(key) or {}, dict):
             raise ValueError(f"{path}: '{key}' must be a mapping of config fields")
     inference = dict(data.get("inference") or {})
@@ -84,11 +98,30 @@ def load_profile(name: str | Path) -> Profile:
     profile = Profile(name=path.stem, path=path, description=str(data["description"]),
                       expected_wall_time=str(data["expected_wall_time"]),
                       expected_memory=str(data["expected_memory"]), train=dict(data["train"]),
-                      tasks={t: dict(v or {}) for t, v in tasks.items()}, inference=inference)
+                      tasks={t: dict(v or {}) for t, v in tasks.items()}, inference=inference,
+                      seeds=parse_seeds(data.get("seeds", 1), int(data["train"].get("seed", 0)), path),
+                      robustness=dict(data.get("robustness") or {}))
     for task in TASKS:
         profile.training_config(task, "saie")
     profile.inference_config()
+    profile.challenge_config()
     return profile
+
+
+def parse_seeds(value: Any, first: int, path: Path) -> tuple[int, ...]:
+    """`seeds: 3` -> (first, first + 1, first + 2); `seeds: [0, 7]` -> (0, 7), whose first must be the train
+    section's seed so that the profile's plain runs are its first seed's runs."""
+    if isinstance(value, bool) or not isinstance(value, (int, list)):
+        raise ValueError(f"{path}: 'seeds' = {value!r}; expected a count (e.g. 3) or a list of integer seeds")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"{path}: 'seeds' = {value}; expected at least 1")
+        return tuple(range(first, first + value))
+    if not value or any(isinstance(s, bool) or not isinstance(s, int) for s in value) or len(set(value)) != len(value):
+        raise ValueError(f"{path}: 'seeds' = {value!r}; expected a non-empty list of distinct integers")
+    if value[0] != first:
+        raise ValueError(f"{path}: 'seeds' starts with {value[0]} but train.seed is {first}; list the train seed first")
+    return tuple(value)
 
 
 def resolve_profile(name: str) -> str:

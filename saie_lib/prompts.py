@@ -56,14 +56,28 @@ STANCE_INSTRUCTIONS = {
         "reasoning and argue for a different answer."
     ),
 }
+# A stance_retries re-ask (attempt 2, 3, ...) adds this to the partner's request: the stance, said plainly,
+# with the learner's parsed answer where it has one. Only re-asks carry it: first requests are unchanged.
+RETRY_INSTRUCTIONS = {
+    "supportive": "Say plainly that the student's answer{answer} is right, and end with the line "
+                  '"The answer is {same}."',
+    "adversarial": "Say plainly that the student's answer{answer} is wrong, and end with the line "
+                   '"The answer is ..." naming a different answer.',
+}
+RETRY_NOTE = "(Attempt {attempt}: your previous remark did not take this stance.)"
+# The placebo control's partner turn: the same place in the discussion, no stance and no partner call.
+PLACEBO_REMARK = "Please read the question again and check your response before you give your final answer."
 REVISION_REQUEST = (
     "Your discussion partner replied:\n{remark}\n\nReconsider the question in light of this remark and give your "
     'final response: reason step by step, then finish with a line of the form "The answer is ...".'
 )
 
 
-def partner_messages(example: Example, learner_response: str, stance: str, *, sees_gold: bool) -> list[dict]:
-    """What the frozen partner reads: the question, the learner's latest response, the stance to take."""
+def partner_messages(example: Example, learner_response: str, stance: str, *, sees_gold: bool, retry: int = 0,
+                     learner_answer: str | None = None) -> list[dict]:
+    """What the frozen partner reads: the question, the learner's latest response, the stance to take. A
+    re-ask (`retry` >= 1, see TrainConfig.stance_retries) states the stance plainly and names its attempt, so
+    each re-ask is a different request (and a different remark-cache key)."""
     if stance not in STANCE_INSTRUCTIONS:
         raise ValueError(f"unknown stance {stance!r}; expected one of {', '.join(STANCES)}")
     parts = [
@@ -72,6 +86,10 @@ def partner_messages(example: Example, learner_response: str, stance: str, *, se
         f"The student's response:\n{learner_response.strip()}",
         STANCE_INSTRUCTIONS[stance],
     ]
+    if retry:
+        answer = f" ({learner_answer})" if learner_answer is not None else ""
+        parts.append(RETRY_INSTRUCTIONS[stance].format(answer=answer, same=learner_answer or "..."))
+        parts.append(RETRY_NOTE.format(attempt=retry + 1))
     if sees_gold:
         parts.append(f"(For your reference only, the correct answer is {example.answer}.)")
     return [{"role": "user", "content": "\n\n".join(parts)}]

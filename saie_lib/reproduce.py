@@ -18,10 +18,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import artifacts
-from .experiments import EXPERIMENTS, MARKER, condition_run_dirs, experiment_dir, get_experiment, inference_configs
+from .experiments import (
+    EXPERIMENTS,
+    MARKER,
+    challenge_configs,
+    experiment_dir,
+    get_experiment,
+    inference_configs,
+    marker_seed_run_dirs,
+    seed_run_dirs,
+)
 from .notebook_runner import execute
 from .paths import results_root as resolve_results_root
 from .profiles import Profile, load_profile
+from .stages.challenge import challenge_run_dir
 from .stages.discuss import inference_run_dir
 
 SUMMARY_NOTEBOOK = "90_figures_tables.ipynb"
@@ -34,14 +44,21 @@ def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
     marker_path = experiment_dir(profile.name, name, locations.get("results_root")) / MARKER
     if not marker_path.is_file():
         return False
+    marker = artifacts.read_json(marker_path)
     try:
-        if experiment.is_training:
-            expected = condition_run_dirs(profile, experiment, **locations)
+        if experiment.is_training:  # every seed's runs, each condition finished
+            expected = seed_run_dirs(profile, experiment, **locations)
+            recorded = marker_seed_run_dirs(marker, marker_path.parent)
+            return set(recorded) == set(expected) and all(
+                recorded[seed].get(c, Path()).name == d.name and artifacts.is_finished(d)
+                for seed, runs in expected.items() for c, d in runs.items())
+        if experiment.kind == "robustness":
+            expected = {c: challenge_run_dir(cfg) for c, cfg in challenge_configs(profile, **locations).items()}
         else:
             expected = {c: inference_run_dir(cfg) for c, cfg in inference_configs(profile, **locations).items()}
-    except RuntimeError:  # the inference experiment's training runs are missing
+    except RuntimeError:  # the inference or robustness experiment's training runs are missing
         return False
-    recorded = artifacts.read_json(marker_path)["conditions"]
+    recorded = marker["conditions"]
     return all(recorded.get(c) == d.name and artifacts.is_finished(d) for c, d in expected.items())
 
 

@@ -9,7 +9,9 @@ recomputed and each setting's by_round / final / flips / robustness recomputed w
 them. Rows that lack the choice texts the flexible parse reads get them from the task's data files by
 example id (needs a data folder, SAIE_DATA_DIR); an id not found there is an error. metrics.json records
 each re-scoring in `rescored` (parser rules version, git state, date, rows and changes). config.json, and so
-the run's identity, is never touched. Training transcripts are not re-scored: they record what training saw.
+the run's identity, is never touched. Training transcripts are not re-scored: they record what training saw;
+a training run whose metrics lack `stance_fidelity` (it predates the stance check) gets it measured on its
+transcripts with today's checker (`saie_lib.stance`), marked `"checked": "after the run"`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .data.io import resolve_data_dir
 from .discussion_analysis import accuracy_by_round, flips_by_round, robustness
 from .evaluation import compute_metrics
 from .parsing import RULES_VERSION, grade
+from .stance import check_stance, fidelity
 from .tasks import get_task
 
 EVAL_FIELDS = ("parsed_strict", "parsed", "method", "correct_strict", "correct")
@@ -83,7 +86,24 @@ def _eval_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[str, i
     task = metrics["task"]
     after = rescore_eval_rows(_with_choices(before, task, metrics["split"], data_dir), task)
     write_jsonl(path, after)
-    return {**metrics, **compute_metrics(after)}, _changed(before, after, EVAL_FIELDS), len(after)
+    updated = {**metrics, **compute_metrics(after)}
+    if run_file(run_dir, "transcripts").is_file() and "stance_fidelity" not in metrics:
+        updated["stance_fidelity"] = stance_fidelity_after_the_run(run_dir, task, data_dir)
+    return updated, _changed(before, after, EVAL_FIELDS), len(after)
+
+
+def stance_fidelity_after_the_run(run_dir: Path, task: str, data_dir: str | Path | None) -> dict[str, Any]:
+    """Stance fidelity of a training run made before remarks were checked: each remark of its transcripts
+    checked now against the learner's answer it replied to (no re-asks were made: `stance_retries` 0)."""
+    rows = _with_choices(read_jsonl(run_file(run_dir, "transcripts")), task, get_task(task).train_split, data_dir)
+    checked = []
+    for row in rows:
+        if row.get("remark") is not None and row.get("stance") is not None:
+            answer, _ = grade(task, row["learner"], row["gold"], choices=row["choices"])
+            check = check_stance(task, row["remark"], answer.value, row["choices"])
+            row = {**row, "stance_check": check.to_record(), "stance_holds": check.holds(row["stance"])}
+        checked.append(row)
+    return {**fidelity(checked), "stance_retries": 0, "checked": "after the run"}
 
 
 def _inference_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[str, int], int]:

@@ -6,15 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import robustness_report
 from .artifacts import REPRODUCE_LOG, atomic_write_text, read_jsonl
 from .conditions import CONDITIONS
 from .experiments import EXPERIMENTS, marker_run_dirs
+from .paths import figures_dir
 from .paths import results_root as _root
 from .profiles import available_profiles, load_profile
-from .reporting import to_markdown
-from .stats import ALPHA, mcnemar_exact, min_discordant, wilson_interval
+from .reporting import discordance_note, mde_text, noise_line, power_line, to_markdown
+from .stats import ALPHA, ASSUMED_DISCORDANCE, POWER
 from .summary import (
     FINDING_COLUMNS,
+    by_condition,
     condition_rows,
     findings,
     finished_experiments,
@@ -34,8 +37,10 @@ def plain_statements(checked: list[dict[str, Any]]) -> list[str]:
         for f in (f for f in checked if f["claim"] == claim):
             where = f["task"] if f["setting"] == "individual" and f["experiment"] != "multiagent" else \
                 f"{f['task']} {f['setting']}"
+            split = "higher:lower examples" if f.get("measure") == "ROUGE-L" else "discordant"
             parts.append(f"{where}: {f['verdict']} ({f['accuracy_a']:.3f} vs {f['accuracy_b']:.3f}, "
-                         f"{f['a_only']}:{f['b_only']} discordant, p = {f['p_value']:.2f})")
+                         f"{f['a_only']}:{f['b_only']} {split}, p = {f['p_value']:.2f}, "
+                         f"Holm p = {f.get('p_holm', f['p_value']):.2f})")
         lines.append(f"- **{claim}** — " + "; ".join(parts) + ".")
     return lines
 
@@ -43,18 +48,6 @@ def plain_statements(checked: list[dict[str, Any]]) -> list[str]:
 def _interval(row: dict[str, Any]) -> str:
     strict = f" · strict {row['accuracy_strict']:.3f}" if row.get("accuracy_strict") is not None else ""
     return f"{row['accuracy']:.3f} [{row['ci95_low']:.2f}, {row['ci95_high']:.2f}]{strict}"
-
-
-def half_width(n: int, share: float = 0.5) -> float:
-    """Half the width of the 95% Wilson interval of an accuracy of `share` at n examples (widest at 0.5)."""
-    low, high = wilson_interval(round(share * n), n)
-    return (high - low) / 2
-
-
-def noise_line(sizes: list[int]) -> str:
-    widths = ", ".join(f"±{half_width(n):.2f} at n = {n}" for n in sorted(set(sizes), reverse=True))
-    return (f"Noise at this profile's sample sizes: a 95% Wilson interval around an accuracy of 0.5 spans {widths} "
-            "(narrower near 0 or 1).")
 
 
 def _pivot(rows: list[dict[str, Any]], key: str, columns: tuple[str, ...] | list[str], value) -> list[str]:
@@ -78,10 +71,12 @@ def profile_section(profile: str, results_root: str | Path | None = None) -> lis
     outputs = {name: write_experiment_outputs(profile, name, root) for name in experiments}
     lines = _header_lines(profile, experiments, root)
     sizes = [r["n"] for name, m in experiments.items() for r in
-             (condition_rows(m) if m["kind"] == "training" else inference_condition_rows(m))]
-    lines += [noise_line(sizes), ""] if sizes else []
-    lines += _training_lines(profile, experiments)
+             (condition_rows(m) if m["kind"] == "training" else robustness_report.rows(m)
+              if m["kind"] == robustness_report.KIND else inference_condition_rows(m))]
+    lines += [noise_line(sizes), "", power_line(sizes, findings(profile, root)), ""] if sizes else []
+    lines += _training_lines(profile, experiments, root)
     lines += _inference_lines(profile, experiments)
+    lines += robustness_report.page_lines(profile, experiments)
     lines += _findings_lines(profile, root)
     return lines + _record_lines(experiments, outputs, root) + [""]
 
@@ -91,7 +86,7 @@ def _header_lines(profile: str, experiments: dict[str, Any], root: Path) -> list
     seconds = measured_seconds(profile, root)
     lines = [f"## Profile `{profile}`", "", f"{spec.description}. Profile file: "
              f"[`configs/profiles/{profile}.yaml`](../configs/profiles/{profile}.yaml). Stated budget: "
-             f"{spec.expected_wall_time}; memory {spec.expected_memory}.", ""]
+             f"{spec.expected_wall_time}; memory {spec.expected_memory}.", "", seeds_line(experiments), ""]
     if seconds:
         total = sum(seconds.get(e, 0.0) for e in experiments)
         lines += [f"Measured notebook wall time (last full execution of each, from "
@@ -101,23 +96,55 @@ def _header_lines(profile: str, experiments: dict[str, Any], root: Path) -> list
     return lines
 
 
-def _training_lines(profile: str, experiments: dict[str, Any]) -> list[str]:
+def seeds_line(experiments: dict[str, Any]) -> str:
+    """How many seeds the recorded training experiments ran, read from their markers."""
+    seeds = sorted({seed for m in experiments.values() if m["kind"] == "training" for seed in
+                    next(iter(by_condition(m).values()))})
+    if not seeds:
+        return "No training experiment has finished."
+    if len(seeds) == 1:
+        return (f"Seeds: one ({seeds[0]}), as the profile's `seeds` sets. Another seed draws other training and "
+                "evaluation examples and other training noise; how far that moves the results is not measured here.")
+    return (f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); each draws its own training and evaluation "
+            "examples and trains every condition again. Accuracies and paired tests pool every seed's examples "
+            "(each paired within its seed).")
+
+
+def _training_lines(profile: str, experiments: dict[str, Any], root: Path) -> list[str]:
     training = [r for name, m in experiments.items() if m["kind"] == "training" for r in condition_rows(m)]
     if not training:
         return []
-    lines = ["### Accuracy of the five conditions", "",
+    lines = ["### Accuracy per condition", "",
              "Flexible parse, unparseable = wrong; 95% Wilson interval in brackets; then the strict parse's "
-             "accuracy (only \"The answer is X.\" / \"#### N\"). Same training examples, steps, seed and "
-             "evaluation examples in every column.", ""]
-    lines += _pivot(training, "task", CONDITIONS, _interval)
-    lines += ["", f"![conditions](figures/{profile}_conditions.png)", "",
+             "accuracy (only \"The answer is X.\" / \"#### N\"). Within a seed, every column has the same "
+             "training examples, steps and evaluation examples.", ""]
+    present = [c for c in CONDITIONS if any(r["condition"] == c for r in training)]  # older runs lack some
+    lines += _pivot(training, "task", present, _interval)
+    lines += ["", f"![conditions](figures/{profile}_conditions.png)", ""]
+    if (figures_dir(root) / f"{profile}_letters.png").is_file():
+        lines += ["Which letters each condition answers on the multiple-choice tasks (flexible parse; the gold "
+                  "letters last), where a condition that collapses onto one letter shows as one tall segment:", "",
+                  f"![letters](figures/{profile}_letters.png)", ""]
+    lines += [
               "Invalid-answer rate (flexible, strict in brackets) and ROUGE-L of the reasoning (answer line removed) "
               "against the reference "
               "rationales (GSM8K solutions, CoS-E for CommonsenseQA; MMLU has none):", ""]
-    lines += _pivot(training, "task", CONDITIONS, lambda r: f"inv {r['invalid_rate']:.2f} "
+    lines += _pivot(training, "task", present, lambda r: f"inv {r['invalid_rate']:.2f} "
                     f"({r['invalid_rate_strict']:.2f})"
                     + (f" · R-L {r['rougeL']:.3f}" if r["rougeL"] is not None else ""))
-    return lines + [""]
+    return lines + [""] + _fidelity_lines(training)
+
+
+def _fidelity_lines(training: list[dict[str, Any]]) -> list[str]:
+    """Stance fidelity per condition: did the partner's remarks take the stance they were asked for?"""
+    held = [r for r in training if r.get("stance_fidelity") is not None]
+    if not held:
+        return []
+    columns = [c for c in CONDITIONS if any(r["condition"] == c for r in held)]
+    return ["Stance fidelity: the share of the partner's remarks whose stance, as the rule-based checker "
+            "(`saie_lib/stance.py`) reads it, matches the stance asked for (the remark trained on; the partner's "
+            "first try in brackets, before any `stance_retries` re-ask):", ""] + _pivot(
+        held, "task", columns, lambda r: f"{r['stance_fidelity']:.2f} ({r['stance_first_try']:.2f})") + [""]
 
 
 def _inference_lines(profile: str, experiments: dict[str, Any]) -> list[str]:
@@ -141,21 +168,28 @@ def _findings_lines(profile: str, root: Path) -> list[str]:
         return []
     counts = {v: sum(f["verdict"] == v for f in checked) for v in ("holds", "reversed", "not resolved at this n")}
     lines = ["### Do the paper's findings hold at this scale?", "",
-             f"Paired on the same examples (exact McNemar test, two-sided, alpha {ALPHA}). "
-             f"Of {len(checked)} comparisons: {counts['holds']} hold, {counts['reversed']} are reversed, "
-             f"{counts['not resolved at this n']} are not resolved at this sample size. (The fewest discordant "
-             f"examples that can reach p < {ALPHA} is {min_discordant()}, all favouring one side; more, split "
-             f"unevenly, can too: 8:1 gives p = {mcnemar_exact(8, 1):.3f}.)", ""]
+             f"Paired on the same examples (exact McNemar test on accuracy, Wilcoxon signed-rank on per-example "
+             f"ROUGE-L; two-sided), pooled over seeds; the verdict reads the Holm–Bonferroni adjusted p-value over "
+             f"the claims of each experiment at alpha {ALPHA}. Of {len(checked)} comparisons: {counts['holds']} "
+             f"hold, {counts['reversed']} are reversed, {counts['not resolved at this n']} are not resolved at this "
+             f"sample size. {discordance_note(checked)}", ""]
     lines += plain_statements(checked) + [""]
     lines.append(to_markdown(checked, FINDING_COLUMNS))
-    rouge = rouge_findings(profile, root)
-    if rouge:
-        lines += ["Chain-of-thought verbalisation (the paper: better ROUGE against reference rationales). "
-                  "ROUGE-L of SAIE vs conventional fine-tuning, descriptive only (no test):", ""]
-        lines += [f"- {r['task']}: SAIE {r['rougeL_saie']:.3f} vs none {r['rougeL_none']:.3f} "
-                  f"({r['direction']})" for r in rouge]
-        lines.append("")
-    return lines
+    return lines + rouge_lines(rouge_findings(profile, root))
+
+
+def rouge_lines(rouge: list[dict[str, Any]]) -> list[str]:
+    if not rouge:
+        return []
+    lines = ["Chain-of-thought verbalisation (the paper: better ROUGE against reference rationales). Mean ROUGE-L "
+             "of the reasoning, SAIE vs conventional fine-tuning, and the untrained model for reference:", ""]
+    for r in rouge:
+        how = "paired test in the table above" if r["tested"] else \
+            "descriptive only: these runs store no per-example ROUGE, so no paired test"
+        lines.append(f"- {r['task']}: SAIE {r['rougeL_saie']:.3f} vs none {r['rougeL_none']:.3f} ({r['direction']}; "
+                     f"{how}); untrained {r['rougeL_base']:.3f}"
+                     + (", above both" if r["rougeL_base"] > max(r["rougeL_saie"], r["rougeL_none"]) else ""))
+    return lines + [""]
 
 
 def _record_lines(experiments: dict[str, Any], outputs: dict[str, Any], root: Path) -> list[str]:
@@ -177,11 +211,11 @@ only; do not edit by hand. Every number below is read from a run's `metrics.json
 its `config.json` and `env.json` (git sha, packages, device, model source). Profiles and what they stand for:
 [method card](../docs/METHOD_CARD.md).
 
-**Noise.** Each profile is one seed. Each profile's section states how wide a 95% interval is at its sample
-sizes; rerunning with another `seed` moves accuracies by amounts of that order, so only differences that a
-paired test resolves are read as findings. Rerunning with the same seed on the same machine reuses finished
-runs, and a fresh run on the same software reproduces greedy outputs up to floating-point nondeterminism of
-the CPU/GPU kernels.
+**Noise.** Each profile's section states its seeds, how wide a 95% interval is at its sample sizes and the
+smallest difference its paired tests can detect; only differences that a paired test resolves, after the
+Holm–Bonferroni correction over the claims of an experiment, are read as findings. Rerunning with the same
+seeds on the same machine reuses finished runs, and a fresh run on the same software reproduces greedy outputs
+up to floating-point nondeterminism of the CPU/GPU kernels.
 """
 
 
@@ -217,13 +251,29 @@ def profiles_table(results_root: str | Path | None = None) -> Path:
               for f in PROFILE_FIELDS]
     lines += [f"| inference.{f} | " + " | ".join(_plain(getattr(inference[p.name], f)) for p in profiles) + " |"
               for f in INFERENCE_FIELDS]
+    lines += ["| seeds | " + " | ".join(f"{len(p.seeds)} ({_plain(list(p.seeds))})" for p in profiles) + " |",
+              f"| MDE at {POWER:.0%} power, training experiments | "
+              + " | ".join(_mde(train[p.name].eval_limit, len(p.seeds)) for p in profiles) + " |",
+              f"| MDE at {POWER:.0%} power, inference | "
+              + " | ".join(_mde(inference[p.name].limit, 1) for p in profiles) + " |"]
     lines += ["| expected wall time | " + " | ".join(p.expected_wall_time for p in profiles) + " |",
               "| expected memory | " + " | ".join(p.expected_memory for p in profiles) + " |", ""]
     lines += [f"- `{p.name}` overrides for {task}: {_plain(over)}" for p in profiles for task, over in p.tasks.items()]
+    lines += ["", f"MDE: the smallest accuracy difference between two conditions that a paired test (two-sided, "
+              f"alpha {ALPHA}) detects with {POWER:.0%} power on the evaluation examples of every seed, if the two "
+              f"disagree in correctness on {ASSUMED_DISCORDANCE:.0%} of them (normal approximation of McNemar's "
+              "test, `saie_lib.stats.min_detectable_difference`)."]
     path = _root(results_root) / "tables" / "profiles.md"
     atomic_write_text(path, "Generated from configs/profiles/*.yaml by saie_lib.results_page.profiles_table.\n\n"
                       + "\n".join(lines) + "\n")
     return path
+
+
+def _mde(limit: int | None, seeds: int) -> str:
+    """The minimum detectable accuracy difference of a paired comparison on limit x seeds examples."""
+    if limit is None:
+        return "whole split: see the results page"
+    return f"{mde_text(limit * seeds)} (n = {limit * seeds})"
 
 
 def _plain(value: Any) -> str:

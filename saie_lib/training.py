@@ -153,12 +153,27 @@ def plain_features(tokenizer: Any, examples: Sequence[Example], max_seq_len: int
 
 
 def discussion_targets(examples: Sequence[Example], revisions: Sequence[str] | None, update_target: str) -> list:
-    """gold: rationale + answer. self_revision_if_correct: the learner's revision where it is correct, else None
-    (that example adds no loss)."""
-    if update_target == "gold":
+    """gold and mixed: rationale + answer. self_revision_if_correct: the learner's revision where it is correct
+    (by the flexible parse), else the gold rationale + answer, so every example adds loss to every step."""
+    if update_target in ("gold", "mixed"):
         return [format_target(e) for e in examples]
+    if update_target != "self_revision_if_correct":
+        raise ValueError(f"unknown update_target {update_target!r}")
+    if revisions is None or len(revisions) != len(examples):
+        raise ValueError("update_target self_revision_if_correct needs one revision per example")
     kept = []
-    for example, revision in zip(examples, revisions or []):
+    for example, revision in zip(examples, revisions):
         _, correct = grade(example.task, revision, example.answer, choices=example.choices)
-        kept.append(revision if correct else None)
+        kept.append(revision.strip() if correct else format_target(example))
     return kept
+
+
+def discussion_features(tokenizer: Any, examples: Sequence[Example], conversations: Sequence[list[dict]],
+                        targets: Sequence[str], update_target: str, max_seq_len: int) -> list[dict]:
+    """One training row per example: its discussion so far -> its target. The mixed target adds each example's
+    plain question -> gold row to the same step, so the question-only behaviour that conventional fine-tuning
+    trains is trained in a discussion condition too."""
+    features = [supervised_features(tokenizer, c, t, max_seq_len) for c, t in zip(conversations, targets)]
+    if update_target == "mixed":
+        features += plain_features(tokenizer, examples, max_seq_len)
+    return features

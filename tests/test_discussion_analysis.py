@@ -165,3 +165,36 @@ def test_rouge_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "rouge_score", None)
     with pytest.raises(ImportError, match=r"pip install rouge-score==0\.1\.2"):
         rouge_scores(["a"], ["a"])
+
+
+# ---------------------------------------------------------------- the strict parse in inference rows
+
+
+def test_as_strict_reads_the_strict_parse_and_refuses_rows_without_it():
+    from saie_lib.discussion_analysis import as_strict
+
+    rows = [{**rec("e1", 0, "A", "A"), "parsed_strict": None}, {**rec("e2", 0, "B", "B"), "parsed_strict": "B"}]
+    assert [r["parsed"] for r in as_strict(rows)] == [None, "B"]
+    assert accuracy_by_round(as_strict(rows))[0]["accuracy"] == 0.5
+    assert accuracy_by_round(rows)[0]["accuracy"] == 1.0
+    with pytest.raises(ValueError, match="parsed_strict"):
+        as_strict([rec("e1", 0, "A", "A")])
+
+
+def test_inference_rows_keep_both_parses_and_the_setting_reports_strict_accuracy():
+    from saie_lib.inference import answer_rows
+    from saie_lib.stages.discuss import setting_metrics
+    from saie_lib.tasks import Example
+
+    examples = [Example(id=f"q{i}", task="commonsense_qa", question="?", answer="B", choices=tuple("vwxyz"))
+                for i in range(3)]
+    outputs = ["The answer is B.", "I think it is (B) w, but maybe", "1. The answer is A. 2. The answer is B."]
+    rows = answer_rows("individual", examples, outputs, agent=0, round_index=0)
+    assert [(r["parsed"], r["parsed_strict"]) for r in rows][0] == ("B", "B")
+    assert rows[1]["parsed_strict"] is None and rows[1]["correct_strict"] is False
+    assert rows[2]["parsed"] is None  # two different final answers: invalid under both parses
+    metrics = setting_metrics(rows, examples, seed=0)
+    assert metrics["final_strict"]["accuracy"] == pytest.approx(1 / 3)
+    assert metrics["final"]["accuracy"] >= metrics["final_strict"]["accuracy"]
+    old = [{k: v for k, v in r.items() if k not in ("parsed_strict", "correct_strict")} for r in rows]
+    assert "final_strict" not in setting_metrics(old, examples, seed=0)  # recorded before: no strict, no guess

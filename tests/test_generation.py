@@ -45,3 +45,51 @@ def test_sampling_leaves_the_global_rng_alone(tiny):
 def test_cut_at_stop_takes_earliest():
     assert cut_at_stop("abc STOP def END", ["END", "STOP"]) == "abc "
     assert cut_at_stop("no stops", ["X"]) == "no stops"
+
+
+def _forward_calls(model):
+    """A counter of the model's forward calls (one per decoding step with the KV cache)."""
+    calls = []
+    original = model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    return calls, counting
+
+
+def test_stop_strings_end_decoding_early_with_the_same_greedy_text(tiny, monkeypatch):
+    """A row stops as soon as its text holds a stop string: far fewer decoding steps, and the same text as
+    decoding to the end and cutting at the first stop string."""
+    model, tokenizer, _ = tiny
+    prompts = _prompts(tokenizer)[:4]
+    full = generate(model, tokenizer, prompts, Decoding(max_new_tokens=40), batch_size=4, progress=False)
+    raw = generate(model, tokenizer, prompts, Decoding(max_new_tokens=40, stop=("\x00never",)), batch_size=4,
+                   progress=False)
+    assert raw == full
+    # a stop string from early in every row's text (random weights: the rows are long streams of tokens)
+    stops = tuple(sorted({text[4:7] for text in full if len(text) > 10}))
+    assert stops
+    calls, counting = _forward_calls(model)
+    monkeypatch.setattr(model, "forward", counting)
+    early = generate(model, tokenizer, prompts, Decoding(max_new_tokens=40, stop=stops), batch_size=4,
+                     progress=False)
+    assert early == [cut_at_stop(text, stops).strip() for text in full]
+    assert len(calls) < 40
+
+
+def test_generate_equals_hf_greedy_on_the_same_batch(tiny):
+    """Token-count sorting and pre-tokenized batches change nothing: each batch is exactly HF's greedy output."""
+    import torch
+
+    model, tokenizer, _ = tiny
+    prompts = _prompts(tokenizer)
+    ours = generate(model, tokenizer, prompts, Decoding(max_new_tokens=10), batch_size=len(prompts), progress=False)
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        hf = model.generate(**encoded, max_new_tokens=10, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                            eos_token_id=tokenizer.eos_token_id)
+    texts = tokenizer.batch_decode(hf[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert ours == [t.strip() for t in texts]

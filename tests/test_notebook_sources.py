@@ -89,7 +89,7 @@ def test_papermill_run_with_a_misspelt_parameter_fails_naming_it(tmp_path):
 
 
 GPU_NOTEBOOKS = ("10_math_gsm8k.ipynb", "11_commonsense_csqa.ipynb", "12_multidomain_mmlu.ipynb",
-                 "20_multiagent_inference.ipynb")
+                 "13_robustness.ipynb", "20_multiagent_inference.ipynb")
 
 
 def _colab_field(name):

@@ -71,13 +71,18 @@ def test_resolve_profile_auto_is_cpu_small_without_cuda():
     assert resolve_profile("gpu-paper") == "gpu-paper"
 
 
-def test_conditions_differ_in_remark_policy_only():
+def test_conditions_differ_in_remark_policy_and_target_only():
+    from saie_lib.conditions import condition_name
+
     profile = load_profile("cpu-small")
     configs = condition_configs(profile, get_experiment("commonsense"))
     assert list(configs) == list(CONDITIONS)
+    assert all(condition_name(c.remark_policy, c.update_target) == name for name, c in configs.items()
+               if name != "base")
     trained = [c.identity() for name, c in configs.items() if name != "base"]
     for identity in trained:
         identity.pop("remark_policy")
+        identity.pop("update_target", None)
     assert all(identity == trained[0] for identity in trained)
     base = configs["base"]
     assert (base.limit, base.seed, base.max_new_tokens) == (configs["saie"].eval_limit, configs["saie"].seed,
@@ -99,3 +104,61 @@ def test_inference_identity_ignores_where_the_adapter_lives():
     b = InferenceConfig(adapter="../elsewhere/run-abc/adapter")
     c = InferenceConfig(adapter="/x/results/runs/p/commonsense/run-def/adapter")
     assert a.identity() == b.identity() != c.identity()
+
+
+@pytest.mark.parametrize("line, seeds", [
+    ("", (0,)), ("seeds: 3\n", (0, 1, 2)), ("seeds: [0, 7, 3]\n", (0, 7, 3)),
+])
+def test_seeds_as_a_count_or_a_list(tmp_path, line, seeds):
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE + line)
+    assert load_profile(path).seeds == seeds
+
+
+def test_seeds_count_from_the_train_seed(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE.replace("eval_limit: 4}", "eval_limit: 4, seed: 5}") + "seeds: 2\n")
+    assert load_profile(path).seeds == (5, 6)
+
+
+@pytest.mark.parametrize("line", ["seeds: 0\n", "seeds: []\n", "seeds: [0, 0]\n", "seeds: [1, 2]\n",
+                                  "seeds: three\n", "seeds: true\n"])
+def test_bad_seeds_name_the_field(tmp_path, line):
+    path = tmp_path / "bad.yaml"
+    path.write_text(PROFILE + line)
+    with pytest.raises(ValueError, match=r"bad\.yaml.*'seeds'|bad\.yaml.*train\.seed"):
+        load_profile(path)
+
+
+def test_committed_profiles_seeds():
+    assert load_profile("tiny").seeds == (0, 1)  # two: three would make the CI notebook tests too slow
+    assert load_profile("cpu-small").seeds == (0,)  # three would not fit the 2-core study: the page says one
+
+
+def test_first_seed_keeps_the_plain_run_identity_and_others_differ():
+    from saie_lib.experiments import condition_run_dirs, seed_run_dirs
+
+    profile = load_profile("tiny")
+    experiment = get_experiment("commonsense")
+    by_seed = seed_run_dirs(profile, experiment)
+    assert by_seed[0] == condition_run_dirs(profile, experiment)  # seed 0 runs keep their identity
+    assert set(by_seed) == set(profile.seeds) and len(by_seed) > 1
+    names = {d.name for runs in by_seed.values() for d in runs.values()}
+    assert len(names) == len(by_seed) * len(by_seed[0])  # every seed its own run dir for every condition
+
+
+def test_marker_records_every_seed_and_reads_back(tmp_path):
+    from pathlib import Path
+
+    from saie_lib.experiments import marker_run_dirs, marker_seed_run_dirs, read_marker, write_marker
+
+    profile = load_profile("tiny")
+    experiment = get_experiment("commonsense")
+    by_seed = {s: {c: Path(f"/x/{c}-{s}") for c in CONDITIONS} for s in profile.seeds}
+    path = write_marker(profile, experiment, by_seed, tmp_path)
+    marker = read_marker("tiny", "commonsense", tmp_path)
+    assert marker_run_dirs(marker, path.parent) == {c: path.parent / f"{c}-0" for c in CONDITIONS}
+    assert marker_seed_run_dirs(marker, path.parent) == {s: {c: path.parent / f"{c}-{s}" for c in CONDITIONS}
+                                                         for s in profile.seeds}
+    flat = write_marker(profile, experiment, by_seed[0], tmp_path / "flat")  # one seed, given flat
+    assert list(marker_seed_run_dirs(read_marker("tiny", "commonsense", tmp_path / "flat"), flat.parent)) == [0]

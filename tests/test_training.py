@@ -86,6 +86,7 @@ def test_adapter_off_partner_is_the_frozen_base(learner, tiny):
     ("supportive", {"supportive": 1.0}),
     ("adversarial", {"adversarial": 1.0}),
     ("none", {None: 1.0}),
+    ("placebo", {"placebo": 1.0}),
 ])
 def test_each_policy_draws_the_stance_mix_it_claims(policy, expected):
     drawn = [s for b in range(50) for r in (1, 2)
@@ -115,6 +116,13 @@ def test_training_run_writes_logs_transcripts_and_metrics(train_cfg):
     assert len(transcripts) == 6 * 2 and {r["stance"] for r in transcripts} == {"supportive", "adversarial"}
     assert all(r["remark"] is not None and "revision" in r for r in transcripts)
     assert (run_file(out, "adapter") / "adapter_model.safetensors").exists()
+    # every remark's stance is checked, and the run's stance fidelity is the share that holds
+    assert all(r["stance_check"]["reason"] and r["stance_holds"] == (r["stance_check"]["stance"] == r["stance"])
+               for r in transcripts)
+    holds = [r["stance_holds"] for r in transcripts]
+    assert metrics["stance_fidelity"]["overall"] == sum(holds) / len(holds)
+    assert metrics["stance_fidelity"]["remarks"] == 12 and metrics["stance_fidelity"]["stance_retries"] == 0
+    assert metrics["condition"] == "saie" and metrics["update_target"] == "gold"
 
 
 @pytest.mark.slow
@@ -202,3 +210,160 @@ def test_last_positions_loss_equals_the_full_model_loss(learner):
     full.pop("position_ids")
     expected = learner.model(**full).loss
     assert torch.allclose(learner.target_loss(features), expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------- update targets, placebo, stance fidelity
+
+def test_self_revision_target_is_the_revision_when_correct_and_gold_otherwise():
+    from saie_lib.prompts import format_target
+    from saie_lib.training import discussion_targets
+
+    revisions = ["1 + 1 = 2\nThe answer is 2.", "2 + 2 = 5\nThe answer is 5.", "no answer at all"]
+    targets = discussion_targets(EXAMPLES[1:], revisions, "self_revision_if_correct")
+    assert targets == [revisions[0], format_target(EXAMPLES[2]), format_target(EXAMPLES[3])]
+    assert discussion_targets(EXAMPLES[1:], revisions, "gold") == [format_target(e) for e in EXAMPLES[1:]]
+    with pytest.raises(ValueError, match="one revision per example"):
+        discussion_targets(EXAMPLES[1:], revisions[:1], "self_revision_if_correct")
+
+
+def test_mixed_target_adds_the_plain_question_to_gold_rows(tiny):
+    from saie_lib.prompts import format_target
+    from saie_lib.training import discussion_features
+
+    _, tokenizer, _ = tiny
+    conversations = [build_messages(e) + [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]
+                     for e in EXAMPLES[:2]]
+    targets = [format_target(e) for e in EXAMPLES[:2]]
+    gold = discussion_features(tokenizer, EXAMPLES[:2], conversations, targets, "gold", 256)
+    mixed = discussion_features(tokenizer, EXAMPLES[:2], conversations, targets, "mixed", 256)
+    assert len(gold) == 2 and len(mixed) == 4
+    assert mixed[:2] == gold and mixed[2:] == plain_features(tokenizer, EXAMPLES[:2], 256)
+
+
+def _captured_steps(monkeypatch) -> list:
+    """Every optimiser step's features, as the trainer passes them."""
+    steps = []
+    original = trainer.optimizer_step
+
+    def spy(learner, optimizer, features, max_grad_norm):
+        steps.append(features)
+        return original(learner, optimizer, features, max_grad_norm)
+
+    monkeypatch.setattr(trainer, "optimizer_step", spy)
+    return steps
+
+
+@pytest.mark.slow
+def test_self_revision_target_in_the_trainer(train_cfg, monkeypatch, tiny):
+    """The learner's revisions are scripted: correct for some examples, unparseable for the others; the trained
+    labels are the revision where it was correct and the gold rationale + answer elsewhere."""
+    from saie_lib.data import load_task
+    from saie_lib.learner import Learner
+    from saie_lib.prompts import format_target
+
+    _, tokenizer, _ = tiny
+    examples = load_task("commonsense_qa", "train", data_dir=train_cfg.data_dir, limit=train_cfg.limit,
+                         seed=train_cfg.seed)
+    by_question = {e.question.strip(): e for e in examples}
+
+    def scripted(self, conversations, decoding, batch_size=8):
+        asked = [by_question[c[0]["content"].split("Question: ", 1)[1].split("\nChoices:", 1)[0].strip()]
+                 for c in conversations]
+        return [f"The answer is {e.answer}." if i % 2 == 0 else "I am not sure." for i, e in enumerate(asked)]
+
+    monkeypatch.setattr(Learner, "generate", scripted)
+    steps = _captured_steps(monkeypatch)
+    out = trainer.train(dataclasses.replace(train_cfg, update_target="self_revision_if_correct"), progress=False)
+    assert "-saie_selfrev-" in out.name
+    rows = read_jsonl(run_file(out, "transcripts"))
+    assert {r["target"] for r in rows} == {"revision", "gold"}
+    by_id = {e.id: e for e in examples}
+    for row in rows:
+        batch = [r["id"] for r in rows if r["step"] == row["step"]]
+        labels = [t for t in steps[row["step"] - 1][batch.index(row["id"])]["labels"] if t != IGNORE_INDEX]
+        expected = row["revision"] if row["revision_correct"] else format_target(by_id[row["id"]])
+        assert tokenizer.decode(labels) == expected + "<|im_end|>"
+        assert row["target"] == ("revision" if row["revision_correct"] else "gold")
+
+
+@pytest.mark.slow
+def test_mixed_target_run_trains_discussion_and_plain_rows(train_cfg, monkeypatch):
+    steps = _captured_steps(monkeypatch)
+    out = trainer.train(dataclasses.replace(train_cfg, update_target="mixed"), progress=False)
+    metrics = read_json(run_file(out, "metrics"))
+    assert "-saie_mixed-" in out.name and metrics["condition"] == "saie_mixed" and metrics["steps"] == 7
+    assert [len(f) for f in steps] == [2] + [4] * 6  # warm-up batch of 2; each discussion step 2 + 2 plain rows
+
+
+@pytest.mark.slow
+def test_placebo_run_has_the_discussion_shape_and_no_partner(train_cfg):
+    from saie_lib.prompts import PLACEBO_REMARK
+
+    out = trainer.train(dataclasses.replace(train_cfg, remark_policy="placebo"), progress=False)
+    metrics = read_json(run_file(out, "metrics"))
+    rows = read_jsonl(run_file(out, "transcripts"))
+    assert metrics["steps"] == 7 and metrics["condition"] == "placebo" and len(rows) == 12
+    assert all(r["stance"] == "placebo" and r["remark"] == PLACEBO_REMARK and r["stance_check"] is None
+               for r in rows)
+    assert metrics["partner"]["calls_this_session"] == 0 and metrics["partner"]["remarks"] == 0
+    assert metrics["stance_fidelity"]["remarks"] == 0 and metrics["stance_fidelity"]["overall"] is None
+
+
+class StubbornPartner:
+    """Takes the wrong stance when first asked and the right one when re-asked; records every batch."""
+
+    model_id = "fake:stubborn"
+
+    def __init__(self):
+        self.batches = []
+
+    def chat(self, conversations, sampling):
+        from saie_lib.partners import Reply
+        from saie_lib.prompts import STANCE_INSTRUCTIONS
+
+        self.batches.append((len(conversations), sampling))
+        replies = []
+        for messages in conversations:
+            text = messages[-1]["content"]
+            adversarial = STANCE_INSTRUCTIONS["adversarial"] in text
+            wrong_stance_first = "Attempt" not in text
+            says_wrong = adversarial != wrong_stance_first
+            replies.append(Reply("Your answer is wrong." if says_wrong else "Your answer is right.", 5, 4))
+        return replies
+
+
+@pytest.mark.slow
+def test_stance_fidelity_is_recorded_and_retries_raise_it(train_cfg, monkeypatch):
+    partner = StubbornPartner()
+    monkeypatch.setattr(trainer, "build_partner", lambda *a, **k: partner)
+    first = trainer.train(train_cfg, progress=False)
+    fidelity = read_json(run_file(first, "metrics"))["stance_fidelity"]
+    rows = read_jsonl(run_file(first, "transcripts"))
+    assert all(r["stance_holds"] is False and "stance_tries" not in r for r in rows)
+    assert fidelity["overall"] == 0.0 and fidelity["remarks"] == 12 and fidelity["partner_tries"] == 12
+    assert fidelity["supportive"]["remarks"] + fidelity["adversarial"]["remarks"] == 12
+
+    partner.batches.clear()
+    retried = trainer.train(dataclasses.replace(train_cfg, stance_retries=2), progress=False)
+    metrics = read_json(run_file(retried, "metrics"))
+    assert retried != first and metrics["stance_fidelity"]["overall"] == 1.0
+    assert metrics["stance_fidelity"]["first_try"] == 0.0 and metrics["stance_fidelity"]["retried_remarks"] == 12
+    assert metrics["stance_fidelity"]["stance_retries"] == 2
+    rows = read_jsonl(run_file(retried, "transcripts"))
+    assert all([t["holds"] for t in r["stance_tries"]] == [False, True] and r["stance_holds"] for r in rows)
+    assert all(r["remark"] == r["stance_tries"][-1]["remark"] for r in rows)
+    # 12 first tries (those the first run asked too come from the cache) and 12 re-asks, never from the cache
+    hits, calls = metrics["partner"]["cache_hits_this_session"], metrics["partner"]["calls_this_session"]
+    assert hits >= 2 and hits + calls == 24 and metrics["partner"]["tokens"] == 24 * 9
+    re_asks = [(n, sampling) for n, sampling in partner.batches if sampling.seed != train_cfg.seed]
+    assert [n for n, _ in re_asks] == [2] * 6  # one batched call per round, both remarks of the batch together
+    assert all(sampling.temperature > 0 and sampling.seed == train_cfg.seed + 1 for _, sampling in re_asks)
+
+
+def test_stance_retries_is_checked_and_left_out_of_old_identities():
+    assert "stance_retries" not in TrainConfig().identity()
+    assert TrainConfig(stance_retries=2).identity()["stance_retries"] == 2
+    with pytest.raises(ValueError, match="'stance_retries'"):
+        TrainConfig(stance_retries=-1)
+    with pytest.raises(ValueError, match="'update_target'"):
+        TrainConfig(update_target="silver")

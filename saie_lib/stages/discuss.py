@@ -14,7 +14,7 @@ from .. import artifacts
 from ..artifacts import read_jsonl, write_jsonl
 from ..config import InferenceConfig
 from ..data import load_task
-from ..discussion_analysis import accuracy_by_round, flips_by_round, robustness
+from ..discussion_analysis import accuracy_by_round, as_strict, flips_by_round, robustness
 from ..generation import Decoding, generation_settings
 from ..inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
 from ..learner import Learner, load_as_learner, loads_as_learner
@@ -89,14 +89,17 @@ def frozen_partner(model: Any, tokenizer: Any, cfg: InferenceConfig):
 
 
 def setting_metrics(rows: list[dict], examples: list, seed: int) -> dict[str, Any]:
-    """Voted accuracy per round, flips, generations spent per example, ROUGE of the last round's reasoning."""
+    """Voted accuracy per round (and the final round's under the strict parse), flips, generations spent per
+    example, ROUGE of the last round's reasoning."""
     by_round = accuracy_by_round(rows, seed=seed)
+    strict = {"final_strict": accuracy_by_round(as_strict(rows), seed=seed)[-1]} \
+        if all("parsed_strict" in r for r in rows) else {}  # runs recorded before rows kept the strict parse
     last = max(r["round"] for r in rows)
     final_rows = [r for r in rows if r["round"] == last]
     references = {e.id: e.rationale for e in examples}
     stance_rows = [r for r in rows if r.get("stance")]
     return {
-        "by_round": by_round, "final": by_round[-1], "flips": flips_by_round(rows),
+        "by_round": by_round, "final": by_round[-1], **strict, "flips": flips_by_round(rows),
         **({"robustness": robustness(rows)} if stance_rows else {}),
         "generations_per_example": len(rows) / len(examples),
         "rouge": reasoning_rouge([r["output"] for r in final_rows], [references[r["id"]] for r in final_rows]),

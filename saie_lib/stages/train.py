@@ -15,9 +15,10 @@ from typing import Any
 from .. import artifacts
 from ..artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
 from ..checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
+from ..conditions import PLACEBO, condition_name
 from ..config import TrainConfig
 from ..data import load_task
-from ..discussion import DiscussionState, advance, draw_stances, partner_turn, transcript_rows
+from ..discussion import DiscussionState, advance, checked_remarks, draw_stances, transcript_rows
 from ..evaluation import evaluate
 from ..generation import Decoding
 from ..learner import LoraSettings, load_learner, prepare_backend
@@ -26,15 +27,16 @@ from ..partners.local import build_partner
 from ..paths import remark_cache_file
 from ..progress import progress_bar
 from ..remark_cache import CachedPartner, RemarkCache
+from ..stance import fidelity
 from ..tasks import get_task
 from ..training import (
     NonFiniteLossError,
     batched,
+    discussion_features,
     discussion_targets,
     optimizer_step,
     plain_features,
     split_warmup,
-    supervised_features,
 )
 from . import (
     UnfinishedRunError,
@@ -53,7 +55,8 @@ def run_identity(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def training_run_dir(cfg: TrainConfig) -> Path:
-    return named_run_dir(cfg, f"{cfg.task}-{cfg.remark_policy}-{artifacts.slug(cfg.model)}", run_identity(cfg))
+    condition = condition_name(cfg.remark_policy, cfg.update_target)
+    return named_run_dir(cfg, f"{cfg.task}-{condition}-{artifacts.slug(cfg.model)}", run_identity(cfg))
 
 
 @dataclass
@@ -114,33 +117,41 @@ def discussion_batch(s: Session, examples: list, index: int) -> tuple[list[dict]
     cfg, logs, transcript = s.cfg, [], []
     state = DiscussionState(examples)
     learner_decoding = Decoding(max_new_tokens=cfg.learner_max_new_tokens)
-    sampling = Sampling(max_new_tokens=cfg.partner_max_new_tokens, temperature=cfg.partner_temperature,
-                        seed=cfg.seed)
     responses = s.learner.generate(state.conversations, learner_decoding, batch_size=cfg.eval_batch_size)
     for round_index in range(1, cfg.rounds + 1):
-        stances = draw_stances(cfg.remark_policy, len(examples), seed=cfg.seed, batch_index=index,
-                               round_index=round_index)
-        remarks = partner_turn(s.partner, examples, responses, stances, sampling, sees_gold=cfg.partner_sees_gold)
-        rows = transcript_rows(examples, responses, stances, remarks, step=s.step + 1, batch_index=index,
-                               round_index=round_index)
-        advance(state, responses, remarks)
-        revisions = s.learner.generate(state.conversations, learner_decoding, batch_size=cfg.eval_batch_size)
-        targets = discussion_targets(examples, revisions, cfg.update_target)
-        features = [supervised_features(s.learner.tokenizer, c, t or "", cfg.max_seq_len) for c, t in
-                    zip(state.conversations, targets)]
-        for feature, target in zip(features, targets):
-            if target is None:
-                feature["labels"] = [-100] * len(feature["labels"])
-        result = optimizer_step(s.learner, s.optimizer, features, cfg.max_grad_norm)
-        s.step += 1
-        after = transcript_rows(examples, revisions, stances, remarks, step=s.step, batch_index=index,
-                                round_index=round_index)
-        for row, revised in zip(rows, after):
-            row.update(revision=revised["learner"], revision_correct=revised["correct"])
-        logs.append(round_log(index, round_index, s.step, result, rows))
+        log, rows, responses = discussion_round(s, state, responses, index, round_index)
+        logs.append(log)
         transcript += rows
-        responses = revisions
     return logs, transcript
+
+
+def discussion_round(s: Session, state: DiscussionState, responses: list, index: int,
+                     round_index: int) -> tuple[dict, list[dict], list]:
+    """Stances, checked remarks (re-asked up to `stance_retries`), the learner's revisions, one step."""
+    cfg, examples = s.cfg, list(state.examples)
+    sampling = Sampling(max_new_tokens=cfg.partner_max_new_tokens, temperature=cfg.partner_temperature,
+                        seed=cfg.seed)
+    stances = draw_stances(cfg.remark_policy, len(examples), seed=cfg.seed, batch_index=index,
+                           round_index=round_index)
+    checked = checked_remarks(s.partner, examples, responses, stances, sampling, sees_gold=cfg.partner_sees_gold,
+                              retries=cfg.stance_retries)
+    rows = transcript_rows(examples, responses, stances, checked.remarks, step=s.step + 1, batch_index=index,
+                           round_index=round_index, checked=checked)
+    advance(state, responses, checked.remarks)
+    revisions = s.learner.generate(state.conversations, Decoding(max_new_tokens=cfg.learner_max_new_tokens),
+                                   batch_size=cfg.eval_batch_size)
+    targets = discussion_targets(examples, revisions, cfg.update_target)
+    features = discussion_features(s.learner.tokenizer, examples, state.conversations, targets, cfg.update_target,
+                                   cfg.max_seq_len)
+    result = optimizer_step(s.learner, s.optimizer, features, cfg.max_grad_norm)
+    s.step += 1
+    after = transcript_rows(examples, revisions, stances, checked.remarks, step=s.step, batch_index=index,
+                            round_index=round_index)
+    from_revision = cfg.update_target == "self_revision_if_correct"
+    for row, revised in zip(rows, after):
+        row.update(revision=revised["learner"], revision_correct=revised["correct"],
+                   target="revision" if from_revision and revised["correct"] else "gold")
+    return round_log(index, round_index, s.step, result, rows), rows, revisions
 
 
 def round_log(index: int, round_index: int, step: int, result: dict, rows: list[dict]) -> dict:
@@ -151,6 +162,9 @@ def round_log(index: int, round_index: int, step: int, result: dict, rows: list[
         "correct_before_remark": sum(r["correct"] for r in rows) / len(rows),
         "correct_after_remark": sum(r["revision_correct"] for r in rows) / len(rows),
         "flips": dict(flips), "partner_cache_hits": sum(bool(r["cache_hit"]) for r in rows),
+        "stance_holds": dict(Counter(f"{r['stance']}:{r['stance_holds']}" for r in rows
+                                     if r.get("stance_holds") is not None)),
+        "partner_tries": sum(len(r.get("stance_tries") or [None]) for r in rows if r.get("stance_holds") is not None),
     }
 
 
@@ -240,23 +254,27 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
     write_metrics(s.out, s.cfg, {
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
         "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
-        "remark_policy": s.cfg.remark_policy, "run_id": s.out.name, "prompt_version": run_prompt_version(s.cfg),
-        "seed": s.cfg.seed, "steps": s.step, "train_seconds_this_session": round(train_seconds, 1),
-        "eval_seconds": round(time.perf_counter() - eval_started, 1),
-        "partner": partner_summary(s),
-    })
+        "remark_policy": s.cfg.remark_policy, "update_target": s.cfg.update_target,
+        "condition": condition_name(s.cfg.remark_policy, s.cfg.update_target), "run_id": s.out.name,
+        "prompt_version": run_prompt_version(s.cfg), "seed": s.cfg.seed, "steps": s.step,
+        "train_seconds_this_session": round(train_seconds, 1),
+        "eval_seconds": round(time.perf_counter() - eval_started, 1), **discussion_summary(s)})
     run_file(s.out, "samples_partial").unlink(missing_ok=True)
 
 
-def partner_summary(s: Session) -> dict[str, Any]:
+def discussion_summary(s: Session) -> dict[str, Any]:
+    """The partner's remarks (placebo turns are not the partner's), their tokens over every try, and the
+    stance fidelity (saie_lib.stance.fidelity) with the `stance_retries` it was reached under."""
     rows = read_jsonl(run_file(s.out, "transcripts"))
-    with_remark = [r for r in rows if r["remark"] is not None]
+    with_remark = [r for r in rows if r["remark"] is not None and r["stance"] != PLACEBO]
     costs = [r.get("partner_cost_usd") for r in with_remark]
-    return {"model_id": s.partner.model_id, "remarks": len(with_remark),
-            "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
-            "tokens": sum(r["partner_tokens"] for r in with_remark),
-            # None unless every remark has a price (local partners have none)
-            "cost_usd": sum(costs) if costs and None not in costs else None}
+    tokens = [sum(t["partner_tokens"] for t in r["stance_tries"]) if r.get("stance_tries") else r["partner_tokens"]
+              for r in with_remark]
+    partner = {"model_id": s.partner.model_id, "remarks": len(with_remark),
+               "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
+               "tokens": sum(tokens),  # cost: None unless every remark has a price (local partners have none)
+               "cost_usd": sum(costs) if costs and None not in costs else None}
+    return {"partner": partner, "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries}}
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
