@@ -21,7 +21,7 @@ from .config import TrainConfig, eval_config_for
 from .learner import prepare_backend
 from .paths import results_root as resolve_results_root
 from .profiles import Profile
-from .stages.challenge import run_challenge
+from .stages.challenge import challenge_run_dir, run_challenge
 from .stages.discuss import run_inference
 from .stages.evaluate import eval_run_dir, run_evaluation
 from .stages.train import train, training_run_dir
@@ -155,9 +155,22 @@ def challenge_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
     return {c: profile.challenge_config(study=study, label=c, adapters=adapters[c], **locations) for c in CONDITIONS}
 
 
+def check_adapters_present(configs: dict[str, Any]) -> None:
+    """Before any model answers: every unfinished challenge run's adapters exist (a committed training run has its
+    records but not its adapter, which is not committed)."""
+    missing = [a for cfg in configs.values() if not artifacts.is_finished(challenge_run_dir(cfg))
+               for a in cfg.adapters if not (Path(a) / "adapter_config.json").is_file()]
+    if missing:
+        raise ValueError(f"the robustness experiment needs the trained adapters, and {len(missing)} are missing "
+                         f"(adapters are not committed): {[Path(a).parent.name for a in missing]}; remove those "
+                         "run dirs and run their training experiment again (`make reproduce`) to re-create them")
+
+
 def run_robustness_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
     """The scripted challenge for each condition's models, on the same challenge sets."""
-    runs = {c: run_challenge(cfg, progress=progress) for c, cfg in challenge_configs(profile, **locations).items()}
+    configs = challenge_configs(profile, **locations)
+    check_adapters_present(configs)
+    runs = {c: run_challenge(cfg, progress=progress) for c, cfg in configs.items()}
     write_marker(profile, EXPERIMENTS["robustness"], runs, locations.get("results_root"))
     return runs
 

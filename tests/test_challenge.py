@@ -285,3 +285,15 @@ def test_report_refuses_runs_that_met_different_challenge_sets(tmp_path, data_di
               "conditions": {c: (other if c == "saie" else base).name for c in CONDITIONS}}
     with pytest.raises(ValueError, match="different challenge sets"):
         robustness_report.tests(marker)
+
+
+def test_missing_adapters_are_refused_before_any_model_answers(tmp_path):
+    from saie_lib.challenge_config import ChallengeConfig
+    from saie_lib.experiments import check_adapters_present
+
+    gone = str(tmp_path / "task-saie-x" / "adapter")
+    configs = {"base": ChallengeConfig(results_root=str(tmp_path)),
+               "saie": ChallengeConfig(adapters=(gone, gone), label="saie", results_root=str(tmp_path))}
+    with pytest.raises(ValueError, match=r"2 are missing .*task-saie-x"):
+        check_adapters_present(configs)
+    check_adapters_present({"base": configs["base"]})  # the base model needs none

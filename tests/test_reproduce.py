@@ -1,12 +1,15 @@
 """`make reproduce` on the tiny profile: every experiment notebook and 90_figures_tables run under papermill,
 finished experiments are skipped, an unfinished run is redone alone, and the summary comes from run dirs."""
 
+import csv
 import json
 
 import pytest
 
 from saie_lib.experiments import CONDITIONS, EXPERIMENTS
+from saie_lib.profiles import load_profile
 from saie_lib.reproduce import main, reproduce
+from saie_lib.summary import INFERENCE_CLAIMS, TRAINING_CLAIMS
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +43,20 @@ def test_every_experiment_notebook_runs_and_keeps_its_executed_copy(reproduced):
 def test_summary_tables_figures_and_readme(reproduced):
     root, _ = reproduced
     table = (root / "tables" / "tiny_conditions.csv").read_text().splitlines()
-    assert table[0].startswith("experiment,task,condition,n,accuracy")
-    assert [line.split(",")[2] for line in table[1:6]] == list(CONDITIONS)
+    assert table[0].startswith("experiment,task,condition,seeds,n,accuracy")
+    assert [line.split(",")[2] for line in table[1:1 + len(CONDITIONS)]] == list(CONDITIONS)
     assert len(table) == 1 + 3 * len(CONDITIONS)
+    assert {line.split(",")[3] for line in table[1:]} == {str(len(load_profile("tiny").seeds))}  # pooled seeds
     for name in ("tiny_conditions", "tiny_math", "tiny_math_training", "tiny_multiagent"):
         assert (root / "figures" / f"{name}.png").stat().st_size > 1000
     readme = (root / "README.md").read_text()
     assert "## Profile `tiny`" in readme and "Do the paper's findings hold" in readme
     assert "runs/tiny/commonsense/commonsense_qa-saie-" in readme
-    findings = (root / "tables" / "tiny_findings.csv").read_text().splitlines()
-    assert len(findings) == 1 + 3 * 4 + 5 * 2  # 4 claims per task, 2 per inference setting
+    with open(root / "tables" / "tiny_findings.csv", newline="") as handle:
+        findings = list(csv.DictReader(handle))
+    accuracy = [f for f in findings if f["measure"] == "accuracy"]
+    assert len(accuracy) == 3 * len(TRAINING_CLAIMS) + 5 * len(INFERENCE_CLAIMS)  # per task; per inference setting
+    assert all(float(f["p_holm"]) >= float(f["p_value"]) for f in findings)
 
 
 @pytest.mark.notebooks

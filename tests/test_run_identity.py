@@ -11,8 +11,11 @@ RUN_CONFIGS = sorted((REPO / "results" / "runs").rglob("config.json"))
 
 
 def _stage_identity(config: dict):
-    from saie_lib.stages import discuss, evaluate, train
+    from saie_lib.challenge_config import ChallengeConfig
+    from saie_lib.stages import challenge, discuss, evaluate, train
 
+    if "final_max_new_tokens" in config:
+        return challenge.run_identity(from_dict(ChallengeConfig, config))
     if "remark_policy" in config:
         return train.run_identity(from_dict(TrainConfig, config))
     if "settings" in config:
