@@ -22,7 +22,7 @@ from .learner import prepare_backend
 from .paths import results_root as resolve_results_root
 from .profiles import Profile
 from .stages.challenge import challenge_run_dir, run_challenge
-from .stages.discuss import run_inference
+from .stages.discuss import inference_run_dir, run_inference
 from .stages.evaluate import eval_run_dir, run_evaluation
 from .stages.train import train, training_run_dir
 
@@ -132,7 +132,9 @@ def inference_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
 
 def run_inference_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
     """Every inference setting for each condition's model, on the same examples."""
-    runs = {c: run_inference(cfg, progress=progress) for c, cfg in inference_configs(profile, **locations).items()}
+    configs = inference_configs(profile, **locations)
+    check_adapters_present(configs)
+    runs = {c: run_inference(cfg, progress=progress) for c, cfg in configs.items()}
     write_marker(profile, EXPERIMENTS["multiagent"], runs, locations.get("results_root"))
     return runs
 
@@ -156,14 +158,22 @@ def challenge_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
 
 
 def check_adapters_present(configs: dict[str, Any]) -> None:
-    """Before any model answers: every unfinished challenge run's adapters exist (a committed training run has its
-    records but not its adapter, which is not committed)."""
-    missing = [a for cfg in configs.values() if not artifacts.is_finished(challenge_run_dir(cfg))
-               for a in cfg.adapters if not (Path(a) / "adapter_config.json").is_file()]
+    """Before any model answers: every unfinished inference or challenge run's adapters exist (a committed
+    training run has its records but not its adapter, which is not committed)."""
+    missing = [a for cfg in configs.values() if not artifacts.is_finished(_run_dir(cfg))
+               for a in _adapters(cfg) if not (Path(a) / "adapter_config.json").is_file()]
     if missing:
-        raise ValueError(f"the robustness experiment needs the trained adapters, and {len(missing)} are missing "
+        raise ValueError(f"this experiment needs the trained adapters, and {len(missing)} are missing "
                          f"(adapters are not committed): {[Path(a).parent.name for a in missing]}; remove those "
                          "run dirs and run their training experiment again (`make reproduce`) to re-create them")
+
+
+def _run_dir(cfg: Any) -> Path:
+    return challenge_run_dir(cfg) if hasattr(cfg, "adapters") else inference_run_dir(cfg)
+
+
+def _adapters(cfg: Any) -> tuple[str, ...]:
+    return tuple(cfg.adapters) if hasattr(cfg, "adapters") else ((cfg.adapter,) if cfg.adapter else ())
 
 
 def run_robustness_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:

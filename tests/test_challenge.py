@@ -297,3 +297,13 @@ def test_missing_adapters_are_refused_before_any_model_answers(tmp_path):
     with pytest.raises(ValueError, match=r"2 are missing .*task-saie-x"):
         check_adapters_present(configs)
     check_adapters_present({"base": configs["base"]})  # the base model needs none
+
+
+def test_missing_inference_adapter_is_refused_too(tmp_path):
+    from saie_lib.config import InferenceConfig
+    from saie_lib.experiments import check_adapters_present
+
+    gone = str(tmp_path / "task-placebo-x" / "adapter")
+    with pytest.raises(ValueError, match=r"1 are missing .*task-placebo-x"):
+        check_adapters_present({"placebo": InferenceConfig(task="commonsense_qa", adapter=gone,
+                                                           results_root=str(tmp_path))})
