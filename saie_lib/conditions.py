@@ -22,6 +22,7 @@ STANCES = ("supportive", "adversarial")
 PLACEBO = "placebo"  # the partner turn of the placebo control: no stance
 # conventional fine-tuning first, then the format control, then the stances; SAIE last
 REMARK_POLICIES = ("none", PLACEBO, "supportive", "adversarial", "saie")
+NO_PARTNER_POLICIES = ("none", PLACEBO)  # remark policies that never ask the partner
 # A trained condition that is not a remark policy with the gold target -> the config fields that make it
 CONDITION_FIELDS: dict[str, dict[str, Any]] = {"saie_mixed": {"remark_policy": "saie", "update_target": "mixed"}}
 TRAINED_CONDITIONS = (*REMARK_POLICIES, *CONDITION_FIELDS)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .conditions import INFERENCE_SETTINGS, REMARK_POLICIES
+from .conditions import INFERENCE_SETTINGS, NO_PARTNER_POLICIES, REMARK_POLICIES
 from .config_checks import check_choice, check_min, check_partner, check_positive, check_run_fields
 from .paths import configs_dir
 from .tasks import TASKS
@@ -134,6 +134,13 @@ class TrainConfig(RunConfig):
     trust_remote_code: bool = False
 
     omitted_at = {"stance_retries": 0}
+
+    def identity(self) -> dict[str, Any]:
+        """`stance_retries` decides nothing where no partner remark is asked for (none, placebo)."""
+        identity = super().identity()
+        if self.remark_policy in NO_PARTNER_POLICIES:
+            identity.pop("stance_retries", None)
+        return identity
 
     def __post_init__(self) -> None:
         self._check_model_fields()

@@ -7,6 +7,7 @@ template (Flan-T5) get the same messages as plain text (`render_plain`), version
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from .conditions import STANCES
@@ -57,12 +58,14 @@ STANCE_INSTRUCTIONS = {
     ),
 }
 # A stance_retries re-ask (attempt 2, 3, ...) adds this to the partner's request: the stance, said plainly,
-# with the learner's parsed answer where it has one. Only re-asks carry it: first requests are unchanged.
+# with the learner's parsed answer where it has one (an adversarial re-ask on a multiple-choice task names one
+# other option to argue for). Only re-asks carry it: first requests are unchanged, so PROMPT_VERSION is too
+# (re-asks exist only in runs with stance_retries > 0, which that field's identity already sets apart).
 RETRY_INSTRUCTIONS = {
     "supportive": "Say plainly that the student's answer{answer} is right, and end with the line "
-                  '"The answer is {same}."',
+                  '"The answer is {same}"',
     "adversarial": "Say plainly that the student's answer{answer} is wrong, and end with the line "
-                   '"The answer is ..." naming a different answer.',
+                   '"The answer is {other}" naming a different answer.',
 }
 RETRY_NOTE = "(Attempt {attempt}: your previous remark did not take this stance.)"
 # The placebo control's partner turn: the same place in the discussion, no stance and no partner call.
@@ -88,11 +91,27 @@ def partner_messages(example: Example, learner_response: str, stance: str, *, se
     ]
     if retry:
         answer = f" ({learner_answer})" if learner_answer is not None else ""
-        parts.append(RETRY_INSTRUCTIONS[stance].format(answer=answer, same=learner_answer or "..."))
+        other = other_choice(example, learner_answer, retry)
+        parts.append(RETRY_INSTRUCTIONS[stance].format(answer=answer, same=_line_value(learner_answer),
+                                                       other=_line_value(other)))
         parts.append(RETRY_NOTE.format(attempt=retry + 1))
     if sees_gold:
         parts.append(f"(For your reference only, the correct answer is {example.answer}.)")
     return [{"role": "user", "content": "\n\n".join(parts)}]
+
+
+def _line_value(answer: str | None) -> str:
+    return f"{answer}." if answer is not None else "..."
+
+
+def other_choice(example: Example, learner_answer: str | None, attempt: int) -> str | None:
+    """For a re-asked adversarial remark on a multiple-choice task: one option other than the learner's to
+    argue for, fixed by the example id and the attempt (each attempt names the next one). None for open-ended
+    answers (GSM8K) and where the learner gave no answer."""
+    labels = [label for label in get_task(example.task).labels or () if label != learner_answer]
+    if learner_answer is None or not labels:
+        return None
+    return labels[(zlib.crc32(str(example.id).encode()) + attempt) % len(labels)]
 
 
 def revision_turns(learner_response: str, remark: str) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ from saie_lib.prompts import (
     build_messages,
     format_target,
     other_agents_turns,
+    other_choice,
     partner_messages,
     revision_turns,
     self_review_turns,
@@ -83,3 +84,17 @@ def test_smollm2_chat_template_render_golden(tiny):
     rendered = render_chat(tokenizer, [build_messages(MMLU)])[0]
     assert rendered.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
     assert rendered.endswith("(D) 22<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_adversarial_re_ask_names_another_option_on_choice_tasks():
+    asks = [partner_messages(CSQA, "The answer is A.", "adversarial", sees_gold=False, retry=attempt,
+                             learner_answer="A")[0]["content"] for attempt in (1, 2, 3)]
+    named = [other_choice(CSQA, "A", attempt) for attempt in (1, 2, 3)]
+    assert all(label in "BCDE" for label in named) and len(set(named)) == 3  # never the learner's; moves on
+    assert all(f'"The answer is {label}."' in ask for ask, label in zip(asks, named))
+    assert other_choice(CSQA, "A", 1) == other_choice(CSQA, "A", 1)  # fixed by id and attempt
+    assert other_choice(GSM, "7", 1) is None and other_choice(MMLU, None, 1) is None
+    gsm_ask = partner_messages(GSM, "The answer is 7.", "adversarial", sees_gold=False, retry=1, learner_answer="7")
+    assert '"The answer is ..." naming a different answer' in gsm_ask[0]["content"]
+    first = partner_messages(CSQA, "The answer is A.", "adversarial", sees_gold=False)[0]["content"]
+    assert "Attempt" not in first and "The answer is" not in first.split("Disagree")[1]

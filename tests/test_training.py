@@ -363,6 +363,9 @@ def test_stance_fidelity_is_recorded_and_retries_raise_it(train_cfg, monkeypatch
 def test_stance_retries_is_checked_and_left_out_of_old_identities():
     assert "stance_retries" not in TrainConfig().identity()
     assert TrainConfig(stance_retries=2).identity()["stance_retries"] == 2
+    for no_partner in ("none", "placebo"):  # nothing to re-ask: the same run with or without stance_retries
+        assert TrainConfig(remark_policy=no_partner, stance_retries=2).identity() == TrainConfig(
+            remark_policy=no_partner).identity()
     with pytest.raises(ValueError, match="'stance_retries'"):
         TrainConfig(stance_retries=-1)
     with pytest.raises(ValueError, match="'update_target'"):
