@@ -109,6 +109,7 @@ class TrainConfig(RunConfig):
     # mixed: gold, plus the plain question -> gold pair of each example in the same step
     update_target: str = "gold"
     stance_retries: int = 0  # re-ask the partner (batched) up to this often while a remark fails the stance check
+    merged_generation: bool = False  # learner turns with LoRA merged into the fp32 base (Learner.lora_merged)
     limit: int | None = 64  # training examples (seeded subset of the task's train split)
     eval_limit: int | None = 50  # evaluation examples (task's eval split); None = whole split
     seed: int = 0
@@ -133,7 +134,7 @@ class TrainConfig(RunConfig):
     device: str = "auto"
     trust_remote_code: bool = False
 
-    omitted_at = {"stance_retries": 0}
+    omitted_at = {"stance_retries": 0, "merged_generation": False}
 
     def identity(self) -> dict[str, Any]:
         """`stance_retries` decides nothing where no partner remark is asked for (none, placebo)."""
@@ -148,6 +149,9 @@ class TrainConfig(RunConfig):
         check_min(self, "stance_retries", 0)
         check_choice(self, "update_target", UPDATE_TARGETS)
         check_choice(self, "backend", BACKENDS)
+        if self.merged_generation and (self.backend == "unsloth" or self.dtype in ("bfloat16", "float16")):
+            raise ValueError(f"config field 'merged_generation' = true needs the peft backend and a float32 model "
+                             f"(backend {self.backend!r}, dtype {self.dtype!r})")
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
                      "limit", "eval_limit", "partner_max_retries", "partner_concurrency"):

@@ -117,7 +117,8 @@ def discussion_batch(s: Session, examples: list, index: int) -> tuple[list[dict]
     cfg, logs, transcript = s.cfg, [], []
     state = DiscussionState(examples)
     learner_decoding = Decoding(max_new_tokens=cfg.learner_max_new_tokens)
-    responses = s.learner.generate(state.conversations, learner_decoding, batch_size=cfg.eval_batch_size)
+    responses = s.learner.generate(state.conversations, learner_decoding, batch_size=cfg.eval_batch_size,
+                                   merged=cfg.merged_generation)
     for round_index in range(1, cfg.rounds + 1):
         log, rows, responses = discussion_round(s, state, responses, index, round_index)
         logs.append(log)
@@ -139,7 +140,7 @@ def discussion_round(s: Session, state: DiscussionState, responses: list, index:
                            round_index=round_index, checked=checked)
     advance(state, responses, checked.remarks)
     revisions = s.learner.generate(state.conversations, Decoding(max_new_tokens=cfg.learner_max_new_tokens),
-                                   batch_size=cfg.eval_batch_size)
+                                   batch_size=cfg.eval_batch_size, merged=cfg.merged_generation)
     targets = discussion_targets(examples, revisions, cfg.update_target)
     features = discussion_features(s.learner.tokenizer, examples, state.conversations, targets, cfg.update_target,
                                    cfg.max_seq_len)

@@ -1,0 +1,119 @@
+"""Benchmark: one discussion step and batched generation under each CPU recipe, on the same inputs, in one run.
+Writes results/bench/recipes-<model>.json and .png.
+
+    SAIE_DATA_DIR=../shared/data .venv/bin/python bench/bench_recipes.py --model smollm2-135m-instruct
+
+Recipes: `fp32` (the committed cpu-small runs), `fp32_merged` (fp32 with TrainConfig.merged_generation: each LoRA
+delta merged into the base weights while the learner generates), `bf16` (dtype native on a CPU with AVX-512 BF16,
+LoRA weights fp32). Each recipe runs in its own process (spawned), so its peak RSS is its own. The step is
+`stages.train.discussion_batch` with the cpu-small shapes (batch 4, learner 128 / partner 64 new tokens,
+rounds 1, adversarial partner = the adapter-off learner); the LoRA B matrices are drawn at random (seeded) so
+the adapters change the model as a trained one does. Generation: the library's `generate`, greedy, batch 8 vs
+one by one. Timings are the best of `--repeats`; the load average is recorded beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import resource
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_discussion, run as a script
+
+from bench_discussion import frozen_optimizer, measure_batching, timed  # noqa: E402
+
+from saie_lib import artifacts  # noqa: E402
+from saie_lib.config import TrainConfig  # noqa: E402
+from saie_lib.data import load_task  # noqa: E402
+from saie_lib.learner import Learner, LoraSettings  # noqa: E402
+from saie_lib.partners.local import AdapterOffPartner  # noqa: E402
+from saie_lib.paths import results_dir  # noqa: E402
+from saie_lib.stages import train as trainer  # noqa: E402
+
+RECIPES = {"fp32": {"dtype": "float32"}, "fp32_merged": {"dtype": "float32", "merged_generation": True},
+           "bf16": {"dtype": "native"}}
+
+
+def randomise_lora(learner) -> None:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in learner.model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+
+
+def measure_recipe(args: argparse.Namespace, recipe: str) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(model=args.model, task=args.task, rounds=1, remark_policy="adversarial", batch_size=4,
+                      eval_batch_size=8, learner_max_new_tokens=128, partner_max_new_tokens=64, **RECIPES[recipe])
+    examples = load_task(args.task, "train", data_dir=args.data_dir, limit=8, seed=0)
+    learner = Learner.create(args.model, LoraSettings(), device="cpu", dtype=cfg.dtype)
+    randomise_lora(learner)
+    partner = AdapterOffPartner(learner, batch_size=8)
+    session = trainer.Session(cfg, Path("."), learner, partner, frozen_optimizer(learner), schedule=[])
+    step_s, (logs, transcript) = timed(lambda: trainer.discussion_batch(session, examples[:4], 0), args.repeats)
+    learner.for_inference()
+    with learner.lora_merged() if cfg.merged_generation else contextlib.nullcontext():
+        batching = measure_batching(learner, examples, args.new_tokens)
+    return {"recipe": recipe, "config": RECIPES[recipe], "dtype": str(learner.model.dtype).removeprefix("torch."),
+            "step_s": step_s, "batching": batching, "turns": [row["learner"] for row in transcript],
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
+            "load_average": os.getloadavg()}
+
+
+def plot(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(record["recipes"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.bar(names, [record["recipes"][n]["step_s"] for n in names], color=["C7", "C2", "C0"][: len(names)])
+    left.set(ylabel="seconds", title="one discussion step (batch 4, rounds 1)")
+    right.bar(names, [record["recipes"][n]["batching"]["speedup"] for n in names], color=["C7", "C2", "C0"])
+    right.axhline(3.0, color="k", lw=0.8, ls="--")
+    right.set(ylabel="batched / one-by-one", title=f"generation at batch 8, {record['new_tokens']} new tokens")
+    fig.suptitle(f"{record['model']} on CPU ({os.cpu_count()} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-random-smollm2")
+    parser.add_argument("--task", default="commonsense_qa")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+
+    env = artifacts.env_record()
+    recipes = {}
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for recipe in args.recipes.split(","):
+            recipes[recipe] = pool.apply(measure_recipe, (args, recipe))
+            print({k: v for k, v in recipes[recipe].items() if k != "turns"}, flush=True)
+    base = recipes.get("fp32")
+    for result in recipes.values():
+        if base:
+            result["step_speedup_vs_fp32"] = base["step_s"] / result["step_s"]
+            result["same_turns_as_fp32"] = result["turns"] == base["turns"]
+    record = {"model": args.model, "task": args.task, "new_tokens": args.new_tokens, "repeats": args.repeats,
+              "recipes": recipes, "env": env}
+    folder = results_dir() / "bench"
+    artifacts.write_json(folder / f"recipes-{artifacts.slug(args.model)}.json", record)
+    plot(record, folder / f"recipes-{artifacts.slug(args.model)}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Merged generation (TrainConfig.merged_generation): the learner's turns with each LoRA delta merged into its
+float32 base weight give the model's own greedy output and logits, and the base weights (the partner's model)
+come back bit for bit."""
+
+import pytest
+
+from saie_lib.config import TrainConfig
+from saie_lib.generation import Decoding
+from saie_lib.learner import Learner, LoraSettings
+
+CONVERSATIONS = [[{"role": "user", "content": f"What is {i} + {i}? Reason step by step."}] for i in range(1, 4)]
+
+
+@pytest.fixture(scope="module")
+def trained_learner():
+    import torch
+
+    torch.manual_seed(0)
+    learner = Learner.create("tiny-random-smollm2", LoraSettings(r=8, alpha=16), device="cpu")
+    with torch.no_grad():  # LoRA B starts at zero: give the adapters a delta that changes the output
+        for name, parameter in learner.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.05)
+    return learner
+
+
+def _base_weights(learner):
+    from peft.tuners.lora import LoraLayer
+
+    return [m.get_base_layer().weight.detach().clone() for m in learner.model.modules() if isinstance(m, LoraLayer)]
+
+
+def _logits(learner, text="What is 2 + 2?"):
+    import torch
+
+    ids = learner.tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return learner.model(input_ids=ids).logits
+
+
+def test_merged_generation_is_the_same_model_and_restores_the_base(trained_learner):
+    import torch
+
+    learner, decoding = trained_learner, Decoding(max_new_tokens=12)
+    before = _base_weights(learner)
+    with learner.adapters_disabled():
+        base_logits = _logits(learner)
+    plain = learner.generate(CONVERSATIONS, decoding)
+    lora_logits = _logits(learner)
+    assert not torch.allclose(lora_logits, base_logits, atol=1e-3)  # the adapters do change the model
+    with learner.lora_merged():
+        merged_logits = _logits(learner)
+    assert torch.allclose(merged_logits, lora_logits, atol=1e-4)
+    assert learner.generate(CONVERSATIONS, decoding, merged=True) == plain
+    assert all(torch.equal(a, b) for a, b in zip(before, _base_weights(learner)))
+    with learner.adapters_disabled():
+        assert torch.equal(_logits(learner), base_logits)
+    assert torch.equal(_logits(learner), lora_logits)
+
+
+def test_merged_generation_refuses_a_bfloat16_base_and_unsloth():
+    with pytest.raises(ValueError, match="'merged_generation'"):
+        TrainConfig(merged_generation=True, dtype="bfloat16")
+    with pytest.raises(ValueError, match="'merged_generation'"):
+        TrainConfig(merged_generation=True, backend="unsloth")
+    assert "merged_generation" not in TrainConfig().identity()
+    assert TrainConfig(merged_generation=True).identity()["merged_generation"] is True
