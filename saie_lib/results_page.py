@@ -143,8 +143,14 @@ def _fidelity_lines(training: list[dict[str, Any]]) -> list[str]:
     columns = [c for c in CONDITIONS if any(r["condition"] == c for r in held)]
     return ["Stance fidelity: the share of the partner's remarks whose stance, as the rule-based checker "
             "(`saie_lib/stance.py`) reads it, matches the stance asked for (the remark trained on; the partner's "
-            "first try in brackets, before any `stance_retries` re-ask):", ""] + _pivot(
-        held, "task", columns, lambda r: f"{r['stance_fidelity']:.2f} ({r['stance_first_try']:.2f})") + [""]
+            "first try in brackets, before any `stance_retries` re-ask; then the re-asks the runs allowed, if any):",
+            ""] + _pivot(held, "task", columns, _fidelity_cell) + [""]
+
+
+def _fidelity_cell(row: dict[str, Any]) -> str:
+    retries = row.get("stance_retries") or 0
+    return (f"{row['stance_fidelity']:.2f} ({row['stance_first_try']:.2f})"
+            + (f" · ≤ {retries:.0f} re-asks" if retries else ""))
 
 
 def _inference_lines(profile: str, experiments: dict[str, Any]) -> list[str]:

@@ -174,11 +174,12 @@ def fidelity(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def pooled_fidelity(metrics: list[dict[str, Any]]) -> dict[str, float | None]:
     """Share of a condition's remarks (all seeds) whose checked stance matched their label, for the remark trained
-    on and for the partner's first try; None where the condition has no stance-labelled remarks (base, none,
-    placebo) or its runs predate the stance check."""
+    on and for the partner's first try, and the most re-asks its runs allowed; None where the condition has no
+    stance-labelled remarks (base, none, placebo) or its runs predate the stance check."""
     found = [m["stance_fidelity"] for m in metrics if (m.get("stance_fidelity") or {}).get("remarks")]
     remarks = sum(f["remarks"] for f in found)
     if not remarks:
-        return {"stance_fidelity": None, "stance_first_try": None}
-    return {key: sum(f[part] * f["remarks"] for f in found) / remarks
-            for key, part in (("stance_fidelity", "overall"), ("stance_first_try", "first_try"))}
+        return {"stance_fidelity": None, "stance_first_try": None, "stance_retries": None}
+    pooled = {key: sum(f[part] * f["remarks"] for f in found) / remarks
+              for key, part in (("stance_fidelity", "overall"), ("stance_first_try", "first_try"))}
+    return {**pooled, "stance_retries": max(f.get("stance_retries", 0) for f in found)}

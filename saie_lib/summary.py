@@ -27,7 +27,7 @@ from .voting import vote_many
 
 CONDITION_COLUMNS = ("experiment", "task", "condition", "seeds", "n", "accuracy", "ci95_low", "ci95_high",
                      "per_seed", "invalid_rate", "accuracy_strict", "invalid_rate_strict", "rouge1", "rouge2",
-                     "rougeL", "stance_fidelity", "stance_first_try", "steps", "run")
+                     "rougeL", "stance_fidelity", "stance_first_try", "stance_retries", "steps", "run")
 INFERENCE_COLUMNS = ("condition", "setting", "n", "generations_per_example", "accuracy", "ci95_low", "ci95_high",
                      "invalid_rate", "accuracy_strict", "invalid_rate_strict", "rougeL", "run")
 

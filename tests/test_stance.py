@@ -95,3 +95,18 @@ def test_fidelity_per_stance_and_first_try():
     assert result["adversarial"] == {"remarks": 2, "holds": 1.0, "first_try": 0.5}
     assert result["partner_tries"] == 5 and result["retried_remarks"] == 1
     assert fidelity([])["overall"] is None
+
+
+def test_pooled_fidelity_weights_by_remarks_and_keeps_the_re_asks():
+    from saie_lib.results_page import _fidelity_cell
+    from saie_lib.stance import pooled_fidelity
+
+    runs = [{"stance_fidelity": {"remarks": 30, "overall": 0.9, "first_try": 0.5, "stance_retries": 4}},
+            {"stance_fidelity": {"remarks": 10, "overall": 0.5, "first_try": 0.3, "stance_retries": 4}},
+            {"stance_fidelity": {"remarks": 0, "overall": None, "first_try": None, "stance_retries": 0}}]
+    pooled = pooled_fidelity(runs)
+    assert pooled["stance_fidelity"] == pytest.approx(0.8) and pooled["stance_first_try"] == pytest.approx(0.45)
+    assert _fidelity_cell(pooled) == "0.80 (0.45) · ≤ 4 re-asks"
+    assert pooled_fidelity(runs[2:]) == {"stance_fidelity": None, "stance_first_try": None, "stance_retries": None}
+    legacy = pooled_fidelity([{"stance_fidelity": {"remarks": 4, "overall": 0.25, "first_try": 0.25}}])
+    assert _fidelity_cell(legacy) == "0.25 (0.25)"  # runs checked after the fact record no re-asks
