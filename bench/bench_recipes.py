@@ -4,8 +4,9 @@ Writes results/bench/recipes-<model>.json and .png.
     SAIE_DATA_DIR=../shared/data .venv/bin/python bench/bench_recipes.py --model smollm2-135m-instruct
 
 Recipes: `fp32` (the committed cpu-small runs), `fp32_merged` (fp32 with TrainConfig.merged_generation: each LoRA
-delta merged into the base weights while the learner generates), `bf16` (dtype native on a CPU with AVX-512 BF16,
-LoRA weights fp32). Each recipe runs in its own process (spawned), so its peak RSS is its own. The step is
+delta merged into the base weights while the learner generates), `fp32_merged_checkpointed` (also
+gradient_checkpointing: on, for memory), `bf16` (dtype native on a CPU with AVX-512 BF16, LoRA weights fp32).
+Each recipe runs in its own process (spawned), so its peak RSS is its own. The step is
 `stages.train.discussion_batch` with the cpu-small shapes (batch 4, learner 128 / partner 64 new tokens,
 rounds 1, adversarial partner = the adapter-off learner); the LoRA B matrices are drawn at random (seeded) so
 the adapters change the model as a trained one does. Generation: the library's `generate`, greedy, batch 8 vs
@@ -35,6 +36,7 @@ from saie_lib.paths import results_dir  # noqa: E402
 from saie_lib.stages import train as trainer  # noqa: E402
 
 RECIPES = {"fp32": {"dtype": "float32"}, "fp32_merged": {"dtype": "float32", "merged_generation": True},
+           "fp32_merged_checkpointed": {"dtype": "float32", "merged_generation": True, "gradient_checkpointing": "on"},
            "bf16": {"dtype": "native"}}
 
 
@@ -55,7 +57,8 @@ def measure_recipe(args: argparse.Namespace, recipe: str) -> dict:
     cfg = TrainConfig(model=args.model, task=args.task, rounds=1, remark_policy="adversarial", batch_size=4,
                       eval_batch_size=8, learner_max_new_tokens=128, partner_max_new_tokens=64, **RECIPES[recipe])
     examples = load_task(args.task, "train", data_dir=args.data_dir, limit=8, seed=0)
-    learner = Learner.create(args.model, LoraSettings(), device="cpu", dtype=cfg.dtype)
+    learner = Learner.create(args.model, LoraSettings(), device="cpu", dtype=cfg.dtype,
+                             gradient_checkpointing=cfg.gradient_checkpointing)
     randomise_lora(learner)
     partner = AdapterOffPartner(learner, batch_size=8)
     session = trainer.Session(cfg, Path("."), learner, partner, frozen_optimizer(learner), schedule=[])
@@ -77,9 +80,10 @@ def plot(record: dict, path: Path) -> None:
 
     names = list(record["recipes"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    left.bar(names, [record["recipes"][n]["step_s"] for n in names], color=["C7", "C2", "C0"][: len(names)])
+    left.bar(names, [record["recipes"][n]["step_s"] for n in names], color=[f"C{i}" for i in range(len(names))])
     left.set(ylabel="seconds", title="one discussion step (batch 4, rounds 1)")
-    right.bar(names, [record["recipes"][n]["batching"]["speedup"] for n in names], color=["C7", "C2", "C0"])
+    right.bar(names, [record["recipes"][n]["batching"]["speedup"] for n in names],
+              color=[f"C{i}" for i in range(len(names))])
     right.axhline(3.0, color="k", lw=0.8, ls="--")
     right.set(ylabel="batched / one-by-one", title=f"generation at batch 8, {record['new_tokens']} new tokens")
     fig.suptitle(f"{record['model']} on CPU ({os.cpu_count()} cores)")

@@ -22,8 +22,11 @@ DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("auto", "hub", "gguf")
 # Fields that say where files live, not what is computed: they do not change a run's identity.
 LOCATION_FIELDS = ("data_dir", "results_root", "remark_cache")
-# Fields that say how patiently a partner is asked, not what it answers: not part of a run's identity either.
-OPERATIONAL_FIELDS = ("partner_timeout_s", "partner_max_retries", "partner_concurrency", "partner_outage_wait_s")
+# Fields that say how patiently a partner is asked or how memory is traded for time (checkpointing gives the same
+# gradients bit for bit on CPU: tests/test_memory.py), not what is computed: not part of a run's identity either.
+OPERATIONAL_FIELDS = ("partner_timeout_s", "partner_max_retries", "partner_concurrency", "partner_outage_wait_s",
+                      "gradient_checkpointing")
+GRADIENT_CHECKPOINTING = ("auto", "on", "off")  # auto: on a GPU only
 
 
 class RunConfig:
@@ -110,6 +113,7 @@ class TrainConfig(RunConfig):
     update_target: str = "gold"
     stance_retries: int = 0  # re-ask the partner (batched) up to this often while a remark fails the stance check
     merged_generation: bool = False  # learner turns with LoRA merged into the fp32 base (Learner.lora_merged)
+    gradient_checkpointing: str = "auto"  # recompute activations in backward; auto: on a GPU only (memory vs time)
     limit: int | None = 64  # training examples (seeded subset of the task's train split)
     eval_limit: int | None = 50  # evaluation examples (task's eval split); None = whole split
     seed: int = 0
@@ -148,10 +152,8 @@ class TrainConfig(RunConfig):
         check_choice(self, "remark_policy", REMARK_POLICIES)
         check_min(self, "stance_retries", 0)
         check_choice(self, "update_target", UPDATE_TARGETS)
+        check_choice(self, "gradient_checkpointing", GRADIENT_CHECKPOINTING)
         check_choice(self, "backend", BACKENDS)
-        if self.merged_generation and (self.backend == "unsloth" or self.dtype in ("bfloat16", "float16")):
-            raise ValueError(f"config field 'merged_generation' = true needs the peft backend and a float32 model "
-                             f"(backend {self.backend!r}, dtype {self.dtype!r})")
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
                      "limit", "eval_limit", "partner_max_retries", "partner_concurrency"):
@@ -221,7 +223,6 @@ class InferenceConfig(RunConfig):
             raise ValueError(f"config field 'temperature' = {self.temperature}; expected > 0 (agents must differ)")
 
 
-
 def eval_config_for(cfg: TrainConfig) -> EvalConfig:
     """The untrained model evaluated on exactly the examples and decoding a trained learner is evaluated on."""
     return EvalConfig(study=cfg.study, task=cfg.task, model=cfg.model, model_source=cfg.model_source,
@@ -273,10 +274,7 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
 def recipe_path(recipe: str | Path) -> Path:
     """A recipe name (configs/recipes/<name>.yaml) or a path to a YAML file."""
     path = Path(recipe)
-    if path.suffix in (".yaml", ".yml"):
-        candidate = path
-    else:
-        candidate = configs_dir() / "recipes" / f"{recipe}.yaml"
+    candidate = path if path.suffix in (".yaml", ".yml") else configs_dir() / "recipes" / f"{recipe}.yaml"
     if not candidate.is_file():
         available = sorted(p.stem for p in (configs_dir() / "recipes").glob("*.yaml"))
         raise ValueError(f"recipe {str(recipe)!r} not found at {candidate}; available recipes: {available}")

@@ -88,7 +88,8 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
     lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     learner = load_learner(cfg.model, lora, backend=cfg.backend, device=cfg.device, load_in_4bit=cfg.load_in_4bit,
                            max_seq_length=cfg.max_seq_len, source=cfg.model_source, dtype=cfg.dtype,
-                           trust_remote_code=cfg.trust_remote_code, seed=cfg.seed)
+                           trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
+                           gradient_checkpointing=cfg.gradient_checkpointing)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
                             api_key_env=cfg.partner_api_key_env, device=cfg.device, **partner_patience(cfg))
     cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or remark_cache_file()))
