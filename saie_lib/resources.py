@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
 
 
 def peak_memory() -> dict[str, Any]:
@@ -19,3 +21,16 @@ def peak_memory() -> dict[str, Any]:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             gpu = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return {"peak_rss_gb": round(rss_bytes / 2**30, 2), "peak_gpu_gb": gpu}
+
+
+def largest_recorded_peak(run_dirs: Iterable[Path]) -> tuple[float, Path] | None:
+    """The largest `resources.peak_rss_gb` the runs' metrics.json record, and its run; None where none records it
+    (runs made before it was recorded). A run's peak is its process's: a notebook that ran several stages first
+    reports the largest of them."""
+    peaks = []
+    for run in run_dirs:
+        metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+        value = (metrics.get("resources") or {}).get("peak_rss_gb")
+        if value is not None:
+            peaks.append((value, run))
+    return max(peaks, key=lambda peak: peak[0]) if peaks else None

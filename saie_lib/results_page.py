@@ -9,11 +9,12 @@ from typing import Any
 from . import robustness_report
 from .artifacts import REPRODUCE_LOG, atomic_write_text, read_jsonl
 from .conditions import CONDITIONS
-from .experiments import EXPERIMENTS, marker_run_dirs
+from .experiments import EXPERIMENTS, marker_run_dirs, marker_seed_run_dirs
 from .paths import figures_dir
 from .paths import results_root as _root
 from .profiles import available_profiles, load_profile
 from .reporting import discordance_note, mde_text, noise_line, power_line, to_markdown
+from .resources import largest_recorded_peak
 from .stats import ALPHA, ASSUMED_DISCORDANCE, POWER
 from .summary import (
     FINDING_COLUMNS,
@@ -89,11 +90,16 @@ def _header_lines(profile: str, experiments: dict[str, Any], root: Path) -> list
              f"{spec.expected_wall_time}; memory {spec.expected_memory}.", "", seeds_line(experiments), ""]
     if seconds:
         total = sum(seconds.get(e, 0.0) for e in experiments)
-        lines += [f"Measured notebook wall time (last full execution of each, from "
-                  f"[`runs/{profile}/{REPRODUCE_LOG}`](runs/{profile}/{REPRODUCE_LOG})): "
+        lines += [f"Measured notebook wall time of each experiment's last execution that ran anything (runs it "
+                  f"found finished were reused, so an experiment extended by new conditions shows their time "
+                  f"only), from [`runs/{profile}/{REPRODUCE_LOG}`](runs/{profile}/{REPRODUCE_LOG}): "
                   + ", ".join(f"{e} {seconds[e] / 60:.1f} min" for e in experiments if e in seconds)
                   + f"; {total / 60:.1f} min in all.", ""]
-    return lines
+    peak = largest_recorded_peak(d for m in experiments.values()
+                                 for runs in marker_seed_run_dirs(m, m["folder"]).values() for d in runs.values())
+    return lines + ([f"Measured peak memory: {peak[0]:.1f} GB RSS, the largest any of its runs recorded "
+                     f"(`resources.peak_rss_gb`; [{peak[1].name}](runs/{profile}/{peak[1].parent.name}/"
+                     f"{peak[1].name})).", ""] if peak else [])
 
 
 def seeds_line(experiments: dict[str, Any]) -> str:
