@@ -78,14 +78,19 @@ def plot(record: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(record["recipes"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    left.bar(names, [record["recipes"][n]["step_s"] for n in names], color=[f"C{i}" for i in range(len(names))])
-    left.set(ylabel="seconds", title="one discussion step (batch 4, rounds 1)")
-    right.bar(names, [record["recipes"][n]["batching"]["speedup"] for n in names],
-              color=[f"C{i}" for i in range(len(names))])
-    right.axhline(3.0, color="k", lw=0.8, ls="--")
-    right.set(ylabel="batched / one-by-one", title=f"generation at batch 8, {record['new_tokens']} new tokens")
+    recipes = record["recipes"]
+    names, labels = list(recipes), [name.replace("_", "\n") for name in recipes]
+    colors = [f"C{i}" for i in range(len(names))]
+    panels = [([recipes[n]["step_s"] for n in names], "seconds", "one discussion step (batch 4, rounds 1)"),
+              ([recipes[n]["batching"]["speedup"] for n in names], "batched / one-by-one",
+               f"generation at batch 8, {record['new_tokens']} new tokens"),
+              ([recipes[n]["peak_rss_gb"] for n in names], "GB", "peak RSS of the recipe's process")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for axis, (values, unit, title) in zip(axes, panels):
+        axis.bar(labels, values, color=colors)
+        axis.set(ylabel=unit, title=title)
+        axis.tick_params(axis="x", labelsize=8)
+    axes[1].axhline(3.0, color="k", lw=0.8, ls="--")
     fig.suptitle(f"{record['model']} on CPU ({os.cpu_count()} cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
@@ -99,7 +104,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the existing record")
     args = parser.parse_args()
+    folder = results_dir() / "bench"
+    if args.plot_only:
+        name = f"recipes-{artifacts.slug(args.model)}"
+        return plot(artifacts.read_json(folder / f"{name}.json"), folder / f"{name}.png")
 
     env = artifacts.env_record()
     recipes = {}
@@ -114,7 +124,6 @@ def main() -> None:
             result["same_turns_as_fp32"] = result["turns"] == base["turns"]
     record = {"model": args.model, "task": args.task, "new_tokens": args.new_tokens, "repeats": args.repeats,
               "recipes": recipes, "env": env}
-    folder = results_dir() / "bench"
     artifacts.write_json(folder / f"recipes-{artifacts.slug(args.model)}.json", record)
     plot(record, folder / f"recipes-{artifacts.slug(args.model)}.png")
 

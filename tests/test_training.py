@@ -266,7 +266,7 @@ def test_self_revision_target_in_the_trainer(train_cfg, monkeypatch, tiny):
                          seed=train_cfg.seed)
     by_question = {e.question.strip(): e for e in examples}
 
-    def scripted(self, conversations, decoding, batch_size=8):
+    def scripted(self, conversations, decoding, batch_size=8, merged=False):
         asked = [by_question[c[0]["content"].split("Question: ", 1)[1].split("\nChoices:", 1)[0].strip()]
                  for c in conversations]
         return [f"The answer is {e.answer}." if i % 2 == 0 else "I am not sure." for i, e in enumerate(asked)]
