@@ -132,17 +132,18 @@ class Learner:
 
         layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
         originals = []
-        with torch.no_grad():
-            for layer in layers:
-                weight = layer.get_base_layer().weight
-                if weight.dtype != torch.float32:
-                    raise ValueError(f"merged generation needs a float32 base model, this one is {weight.dtype}; "
-                                     "set config field 'merged_generation' to false or 'dtype' to float32")
-                delta = sum(layer.get_delta_weight(name) for name in layer.active_adapters
-                            if name in layer.lora_A)
-                originals.append((weight, weight.data))
-                weight.data = weight.data + delta
-        try:
+        try:  # a failure half way still puts back every weight already merged
+            with torch.no_grad():
+                for layer in layers:
+                    weight = layer.get_base_layer().weight
+                    if weight.dtype != torch.float32:
+                        raise ValueError(f"merged generation needs a float32 base model, this one is "
+                                         f"{weight.dtype}; set config field 'merged_generation' to false or "
+                                         "'dtype' to float32")
+                    delta = sum(layer.get_delta_weight(name) for name in layer.active_adapters
+                                if name in layer.lora_A)
+                    originals.append((weight, weight.data))
+                    weight.data = weight.data + delta
             with self.model.disable_adapter():
                 yield
         finally:
@@ -186,8 +187,8 @@ class Learner:
 
 
 def checkpoints_activations(setting: str, device_type: str) -> bool:
-    """Recompute activations in backward instead of keeping them: far less memory, ~20-30% more step time. auto:
-    on a GPU; on a CPU, where RAM is plentiful and time is short, only when asked ('on')."""
+    """Recompute activations in backward instead of keeping them: far less memory, more step time. auto: on a
+    GPU; on a CPU only when asked ('on'), as the committed CPU runs were made (the outputs are the same)."""
     return setting == "on" or (setting == "auto" and device_type == "cuda")
 
 
