@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import config_checks
 from .conditions import INFERENCE_SETTINGS, NO_PARTNER_POLICIES, REMARK_POLICIES
 from .config_checks import check_choice, check_min, check_partner, check_positive, check_run_fields
 from .paths import configs_dir
@@ -153,6 +154,7 @@ class TrainConfig(RunConfig):
         check_min(self, "stance_retries", 0)
         check_choice(self, "update_target", UPDATE_TARGETS)
         check_choice(self, "gradient_checkpointing", GRADIENT_CHECKPOINTING)
+        config_checks.check_merged_generation(self)
         check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",

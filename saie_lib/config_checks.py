@@ -41,7 +41,6 @@ def check_run_fields(cfg: Any) -> None:
     if root is not None and Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
         raise ValueError(f"config field 'results_root' = {root!r} is a file; expected a folder (or None for the "
                          "default results/)")
-    check_merged_generation(cfg)
 
 
 def check_partner(partner: str) -> None:
@@ -61,6 +60,6 @@ def check_positive(cfg: Any, *names: str) -> None:
 
 def check_merged_generation(cfg: Any) -> None:
     """Merged generation adds LoRA deltas into float32 base weights (Learner.lora_merged): peft only."""
-    if getattr(cfg, "merged_generation", False) and (cfg.backend == "unsloth" or cfg.dtype in ("bfloat16", "float16")):
+    if cfg.merged_generation and (cfg.backend == "unsloth" or cfg.dtype in ("bfloat16", "float16")):
         raise ValueError(f"config field 'merged_generation' = true needs the peft backend and a float32 model "
                          f"(backend {cfg.backend!r}, dtype {cfg.dtype!r})")
