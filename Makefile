@@ -19,6 +19,13 @@ UNSLOTH_VENV ?= .venv-unsloth
 
 PROFILE ?= cpu-small
 
+# tcmalloc, where installed (Debian/Ubuntu: apt install libtcmalloc-minimal4; conda: gperftools), is preloaded for
+# demo and reproduce: glibc's malloc keeps freed activations in a heap it cannot give back, so a CPU training step's
+# peak RSS is about twice its live memory; tcmalloc computes the same numbers at the same speed
+# (saie_lib/resources.py, results/bench/allocators-*.json). `make reproduce MALLOC_LIB=` runs on glibc's malloc.
+MALLOC_LIB ?= $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4 $(CONDA_PREFIX)/lib/libtcmalloc_minimal.so.4))
+PRELOAD := $(if $(MALLOC_LIB),LD_PRELOAD=$(MALLOC_LIB) ,)
+
 # Batch runs print plain-text progress lines, which papermill streams to this terminal (--log-output).
 export SAIE_PROGRESS ?= text
 
@@ -34,12 +41,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: install
-	$(BIN)/python -m saie_lib.demo --study $(STUDY)
+	$(PRELOAD)$(BIN)/python -m saie_lib.demo --study $(STUDY)
 
 # The whole study under one profile (configs/profiles/<PROFILE>.yaml): every experiment notebook, then
 # notebooks/90_figures_tables -> results/tables, results/figures, results/README.md. Finished runs are skipped.
 reproduce: install
-	$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE)
+	$(PRELOAD)$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE)
 
 test: install
 	$(BIN)/python -m pytest

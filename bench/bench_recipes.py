@@ -10,7 +10,9 @@ Each recipe runs in its own process (spawned), so its peak RSS is its own. The s
 `stages.train.discussion_batch` with the cpu-small shapes (batch 4, learner 128 / partner 64 new tokens,
 rounds 1, adversarial partner = the adapter-off learner); the LoRA B matrices are drawn at random (seeded) so
 the adapters change the model as a trained one does. Generation: the library's `generate`, greedy, batch 8 vs
-one by one. Timings are the best of `--repeats`; the load average is recorded beside them.
+one by one, on 8 CommonsenseQA prompts (short answers of unequal length) and on 8 GSM8K prompts (long answers).
+Step timings are the best of `--repeats`, generation timings one call each after a warm-up; the load average and
+the memory allocator (tcmalloc when the parent was started with it preloaded) are recorded beside them.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from saie_lib.data import load_task  # noqa: E402
 from saie_lib.learner import Learner, LoraSettings  # noqa: E402
 from saie_lib.partners.local import AdapterOffPartner  # noqa: E402
 from saie_lib.paths import results_dir  # noqa: E402
+from saie_lib.resources import allocator  # noqa: E402
 from saie_lib.stages import train as trainer  # noqa: E402
 
 RECIPES = {"fp32": {"dtype": "float32"}, "fp32_merged": {"dtype": "float32", "merged_generation": True},
@@ -64,10 +67,13 @@ def measure_recipe(args: argparse.Namespace, recipe: str) -> dict:
     session = trainer.Session(cfg, Path("."), learner, partner, frozen_optimizer(learner), schedule=[])
     step_s, (logs, transcript) = timed(lambda: trainer.discussion_batch(session, examples[:4], 0), args.repeats)
     learner.for_inference()
+    long_answers = load_task("gsm8k", "train", data_dir=args.data_dir, limit=8, seed=0)
     with learner.lora_merged() if cfg.merged_generation else contextlib.nullcontext():
         batching = measure_batching(learner, examples, args.new_tokens)
+        batching_long = measure_batching(learner, long_answers, args.new_tokens)
     return {"recipe": recipe, "config": RECIPES[recipe], "dtype": str(learner.model.dtype).removeprefix("torch."),
-            "step_s": step_s, "batching": batching, "turns": [row["learner"] for row in transcript],
+            "allocator": allocator(), "step_s": step_s, "batching": batching, "batching_gsm8k": batching_long,
+            "turns": [row["learner"] for row in transcript],
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
             "load_average": os.getloadavg()}
 
@@ -82,8 +88,8 @@ def plot(record: dict, path: Path) -> None:
     names, labels = list(recipes), [name.replace("_", "\n") for name in recipes]
     colors = [f"C{i}" for i in range(len(names))]
     panels = [([recipes[n]["step_s"] for n in names], "seconds", "one discussion step (batch 4, rounds 1)"),
-              ([recipes[n]["batching"]["speedup"] for n in names], "batched / one-by-one",
-               f"generation at batch 8, {record['new_tokens']} new tokens"),
+              ([recipes[n].get("batching_gsm8k", recipes[n]["batching"])["speedup"] for n in names],
+               "batched / one-by-one", f"generation at batch 8, {record['new_tokens']} new tokens (GSM8K)"),
               ([recipes[n]["peak_rss_gb"] for n in names], "GB", "peak RSS of the recipe's process")]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for axis, (values, unit, title) in zip(axes, panels):

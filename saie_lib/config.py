@@ -82,7 +82,6 @@ class EvalConfig(RunConfig):
         check_min(self, "limit", 1)
 
 
-
 UPDATE_TARGETS = ("gold", "self_revision_if_correct", "mixed")
 BACKENDS = ("auto", "peft", "unsloth")
 
@@ -115,6 +114,7 @@ class TrainConfig(RunConfig):
     stance_retries: int = 0  # re-ask the partner (batched) up to this often while a remark fails the stance check
     merged_generation: bool = False  # learner turns with LoRA merged into the fp32 base (Learner.lora_merged)
     gradient_checkpointing: str = "auto"  # recompute activations in backward; auto: on a GPU only (memory vs time)
+    micro_batch_tokens: int | None = None  # a step's rows in length-sorted micro-batches of this many padded tokens
     limit: int | None = 64  # training examples (seeded subset of the task's train split)
     eval_limit: int | None = 50  # evaluation examples (task's eval split); None = whole split
     seed: int = 0
@@ -139,7 +139,7 @@ class TrainConfig(RunConfig):
     device: str = "auto"
     trust_remote_code: bool = False
 
-    omitted_at = {"stance_retries": 0, "merged_generation": False}
+    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None}
 
     def identity(self) -> dict[str, Any]:
         """`stance_retries` decides nothing where no partner remark is asked for (none, placebo)."""
@@ -158,7 +158,7 @@ class TrainConfig(RunConfig):
         check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
-                     "limit", "eval_limit", "partner_max_retries", "partner_concurrency"):
+                     "micro_batch_tokens", "limit", "eval_limit", "partner_max_retries", "partner_concurrency"):
             check_min(self, name, 1 if name != "partner_max_retries" else 0)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"config field 'warmup_fraction' = {self.warmup_fraction}; expected 0 <= x < 1")
@@ -170,7 +170,6 @@ class TrainConfig(RunConfig):
         check_partner(self.partner)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"config field 'lora_dropout' = {self.lora_dropout}; expected 0 <= x < 1")
-
 
 
 @dataclass(frozen=True)

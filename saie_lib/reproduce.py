@@ -31,6 +31,7 @@ from .experiments import (
 from .notebook_runner import execute
 from .paths import results_root as resolve_results_root
 from .profiles import Profile, load_profile
+from .resources import allocator
 from .stages.challenge import challenge_run_dir
 from .stages.discuss import inference_run_dir
 
@@ -141,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="execute the notebooks even when every run has finished (finished runs are still reused)")
     args = parser.parse_args(argv)
     names = args.experiments.split(",") if args.experiments else None
+    if allocator() == "glibc":
+        print("note: running on glibc's malloc; CPU training peaks at about twice its live memory. With tcmalloc "
+              "installed (apt install libtcmalloc-minimal4, or conda's gperftools) `make reproduce` preloads it.",
+              file=sys.stderr)
     statuses = reproduce(args.profile, names, data_dir=args.data_dir, results_root=args.results_root,
                          summary=not args.no_summary, force=args.force)
     for name, status in statuses.items():

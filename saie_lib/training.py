@@ -118,33 +118,60 @@ class NonFiniteLossError(FloatingPointError):
     """The loss or the gradient norm of a step is NaN or infinite: the step is not taken."""
 
 
-def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_grad_norm: float) -> dict:
+def optimizer_step(learner: Any, optimizer: Any, features: Sequence[dict], max_grad_norm: float,
+                   micro_batch_tokens: int | None = None) -> dict:
     """One step of cross-entropy on the target tokens, in the learner's precision (fp32, bf16 autocast, or fp16
-    autocast with loss scaling); returns loss, token count, truncation counts and whether fp16 skipped the step."""
+    autocast with loss scaling); returns loss, token count, truncation counts and whether fp16 skipped the step.
+    `micro_batch_tokens`: the rows go through in length-sorted micro-batches (`micro_batches`), each loss weighted
+    by its share of the target tokens and its gradient accumulated: the same token-weighted mean as one batch."""
     import torch
 
-    n_target = sum(sum(label != IGNORE_INDEX for label in f["labels"]) for f in features)
+    n_target = sum(_target_tokens(f) for f in features)
     cut = {"prompts_truncated": sum(f.get("prompt_truncated", False) for f in features),
            "targets_truncated": sum(f.get("target_truncated", False) for f in features)}
     if n_target == 0:
         return {"loss": None, "target_tokens": 0, **cut}
     learner.for_training()
-    precision = learner.precision
-    with precision.autocast():
-        loss = learner.target_loss(features)
-    if not torch.isfinite(loss):
-        optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLossError(f"loss is {float(loss.detach())}")
-    precision.backward(loss)
+    precision, total = learner.precision, 0.0
+    for group in micro_batches(features, micro_batch_tokens):
+        share = sum(_target_tokens(f) for f in group) / n_target
+        if share == 0:
+            continue
+        with precision.autocast():
+            loss = learner.target_loss(group) * share
+        if not torch.isfinite(loss):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(f"loss is {float(loss.detach() / share)}")
+        precision.backward(loss)
+        total += float(loss.detach())
     precision.unscale(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(learner.trainable_parameters(), max_grad_norm)
     finite = bool(torch.isfinite(grad_norm))
     if not finite and precision.scaler is None:
         optimizer.zero_grad(set_to_none=True)
-        raise NonFiniteLossError(f"gradient norm is {float(grad_norm)} (loss {float(loss.detach()):.4f})")
+        raise NonFiniteLossError(f"gradient norm is {float(grad_norm)} (loss {total:.4f})")
     took = precision.step(optimizer, finite)
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": float(loss.detach()), "target_tokens": n_target, **cut, **({} if took else {"skipped": True})}
+    return {"loss": total, "target_tokens": n_target, **cut, **({} if took else {"skipped": True})}
+
+
+def micro_batches(features: Sequence[dict], token_budget: int | None) -> list[list[dict]]:
+    """The rows of a step in one batch (`token_budget` None), or sorted longest first and cut into micro-batches
+    whose padded size (rows x longest row) stays within `token_budget`, one row at least: rows of like length
+    share a batch, so little is padding (a mixed-target step pairs discussions with short plain questions), and
+    the peak memory is the largest micro-batch's."""
+    if not token_budget:
+        return [list(features)]
+    groups: list[list[dict]] = []
+    for row in sorted(features, key=lambda f: -len(f["input_ids"])):
+        if not groups or (len(groups[-1]) + 1) * len(groups[-1][0]["input_ids"]) > token_budget:
+            groups.append([])
+        groups[-1].append(row)
+    return groups
+
+
+def _target_tokens(feature: dict) -> int:
+    return sum(label != IGNORE_INDEX for label in feature["labels"])
 
 
 def plain_features(tokenizer: Any, examples: Sequence[Example], max_seq_len: int) -> list[dict]:

@@ -1,12 +1,14 @@
-"""Gradient checkpointing on CPU (TrainConfig.gradient_checkpointing: on): the same losses and LoRA weights bit for
-bit as without it (so it is not part of a run's identity), with far fewer bytes kept for backward."""
+"""Memory on CPU. Gradient checkpointing (TrainConfig.gradient_checkpointing: on): the same losses and LoRA weights
+bit for bit as without it (so it is not part of a run's identity), with far fewer bytes kept for backward.
+Micro-batches (micro_batch_tokens): the same training up to rounding, with less padding."""
 
 import pytest
 
 from saie_lib.config import TrainConfig
 from saie_lib.learner import Learner, LoraSettings, checkpoints_activations
+from saie_lib.resources import allocator, peak_memory
 from saie_lib.tasks import Example
-from saie_lib.training import optimizer_step, plain_features
+from saie_lib.training import micro_batches, optimizer_step, plain_features
 
 # Long prompts, short targets: a discussion's shape (logits are computed for the target positions only, so what
 # is kept for backward is the decoder layers' activations over the whole sequence).
@@ -75,3 +77,58 @@ def test_largest_recorded_peak_names_its_run(tmp_path):
     (runs[2] / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))  # made before peaks were recorded
     assert largest_recorded_peak(runs) == (7.25, runs[1])
     assert largest_recorded_peak(runs[2:]) is None
+
+
+# Micro-batches (TrainConfig.micro_batch_tokens): a mixed-target step's shape, long discussions beside short questions.
+MIXED = EXAMPLES[:2] + [Example(id=f"s{i}", task="gsm8k", question=f"What is {i} + 1?", answer=str(i + 1),
+                                rationale=f"{i} plus one.") for i in range(2)]
+
+
+def _step_with(budget, steps: int = 3):
+    import torch
+
+    torch.manual_seed(0)
+    learner = Learner.create("tiny-random-smollm2", LoraSettings(), device="cpu")
+    optimizer = torch.optim.SGD(learner.trainable_parameters(), lr=1.0)  # Adam would magnify rounding in ~0 grads
+    features = plain_features(learner.tokenizer, MIXED, 1024)
+    losses = [optimizer_step(learner, optimizer, features, 1.0, budget)["loss"] for _ in range(steps)]
+    return features, losses, [p.detach().clone() for p in learner.trainable_parameters()]
+
+
+def test_micro_batches_group_rows_of_like_length_within_the_budget():
+    rows = [{"input_ids": [0] * n, "id": i} for i, n in enumerate([30, 300, 40, 280, 300])]
+    assert micro_batches(rows, None) == [rows]
+    groups = micro_batches(rows, 600)
+    assert [[r["id"] for r in g] for g in groups] == [[1, 4], [3, 2], [0]]
+    assert all(len(g) * len(g[0]["input_ids"]) <= 600 for g in groups)
+    assert micro_batches(rows, 10) == [[r] for r in sorted(rows, key=lambda r: -len(r["input_ids"]))]
+
+
+@pytest.mark.slow
+def test_micro_batches_train_as_one_batch_does_with_less_padding():
+    import torch
+
+    features, losses, weights = _step_with(None)
+    grouped, grouped_losses, grouped_weights = _step_with(400)
+    groups = micro_batches(grouped, 400)
+    padded = [len(g) * max(len(f["input_ids"]) for f in g) for g in groups]
+    assert len(groups) >= 2 and sum(padded) < 0.7 * len(features) * max(len(f["input_ids"]) for f in features)
+    assert grouped_losses == pytest.approx(losses, rel=1e-5) and losses[-1] < losses[0]
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(grouped_weights, weights))
+
+
+def test_micro_batch_tokens_is_part_of_a_runs_identity_only_when_set():
+    assert "micro_batch_tokens" not in TrainConfig().identity()
+    assert TrainConfig(micro_batch_tokens=2048).identity()["micro_batch_tokens"] == 2048
+    with pytest.raises(ValueError, match="micro_batch_tokens"):
+        TrainConfig(micro_batch_tokens=0)
+
+
+def test_allocator_is_read_from_the_memory_map(tmp_path):
+    maps = tmp_path / "maps"
+    maps.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4.5.10\n")
+    assert allocator(maps) == "tcmalloc"
+    maps.write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n")
+    assert allocator(maps) == "glibc"
+    assert allocator(tmp_path / "absent") == "unknown"
+    assert peak_memory()["allocator"] in ("glibc", "tcmalloc", "jemalloc", "mimalloc", "unknown")

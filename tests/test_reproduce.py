@@ -113,3 +113,18 @@ def test_unknown_experiment_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="known experiments"):
         reproduce("tiny", ["math", "chemistry"], results_root=tmp_path)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("lib", ["/opt/lib/libtcmalloc_minimal.so.4", ""])
+def test_make_reproduce_preloads_the_allocator_it_is_given(lib):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    printed = subprocess.run(["make", "-n", "reproduce", f"MALLOC_LIB={lib}"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout
+    line = next(text for text in printed.splitlines() if "saie_lib.reproduce" in text)
+    assert line.startswith(f"LD_PRELOAD={lib} ") if lib else "LD_PRELOAD" not in line

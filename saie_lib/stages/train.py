@@ -100,7 +100,7 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
 
 def warmup_batch(s: Session, examples: list, index: int) -> list[dict]:
     result = optimizer_step(s.learner, s.optimizer, plain_features(s.learner.tokenizer, examples, s.cfg.max_seq_len),
-                            s.cfg.max_grad_norm)
+                            s.cfg.max_grad_norm, s.cfg.micro_batch_tokens)
     s.step += 1
     return [{"phase": "warmup", "batch": index, "step": s.step, **result}]
 
@@ -145,7 +145,7 @@ def discussion_round(s: Session, state: DiscussionState, responses: list, index:
     targets = discussion_targets(examples, revisions, cfg.update_target)
     features = discussion_features(s.learner.tokenizer, examples, state.conversations, targets, cfg.update_target,
                                    cfg.max_seq_len)
-    result = optimizer_step(s.learner, s.optimizer, features, cfg.max_grad_norm)
+    result = optimizer_step(s.learner, s.optimizer, features, cfg.max_grad_norm, cfg.micro_batch_tokens)
     s.step += 1
     after = transcript_rows(examples, revisions, stances, checked.remarks, step=s.step, batch_index=index,
                             round_index=round_index)
