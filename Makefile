@@ -21,7 +21,7 @@ PROFILE ?= cpu-small
 
 # tcmalloc, where installed (Debian/Ubuntu: apt install libtcmalloc-minimal4; conda: gperftools), is preloaded for
 # demo and reproduce: glibc's malloc keeps freed activations in a heap it cannot give back, so a CPU training step's
-# peak RSS is about twice its live memory; tcmalloc computes the same numbers at the same speed
+# peak RSS is about twice its live memory; tcmalloc computes the same numbers, no slower
 # (saie_lib/resources.py, results/bench/allocators-*.json). `make reproduce MALLOC_LIB=` runs on glibc's malloc.
 MALLOC_LIB ?= $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4 $(CONDA_PREFIX)/lib/libtcmalloc_minimal.so.4))
 PRELOAD := $(if $(MALLOC_LIB),LD_PRELOAD=$(MALLOC_LIB) ,)

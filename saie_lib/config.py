@@ -112,7 +112,7 @@ class TrainConfig(RunConfig):
     # mixed: gold, plus the plain question -> gold pair of each example in the same step
     update_target: str = "gold"
     stance_retries: int = 0  # re-ask the partner (batched) up to this often while a remark fails the stance check
-    merged_generation: bool = False  # learner turns with LoRA merged into the fp32 base (Learner.lora_merged)
+    merged_generation: bool = False  # learner turns and evaluation with LoRA merged into the fp32 base (lora_merged)
     gradient_checkpointing: str = "auto"  # recompute activations in backward; auto: on a GPU only (memory vs time)
     micro_batch_tokens: int | None = None  # a step's rows in length-sorted micro-batches of this many padded tokens
     limit: int | None = 64  # training examples (seeded subset of the task's train split)

@@ -3,9 +3,9 @@ recorded with every run's metrics.
 
 The allocator matters on CPU: glibc's malloc raises its mmap threshold after each large free, so a training step's
 activations (tens of MB each) come from a heap it cannot hand back, and the peak RSS of a step ends up about twice
-its live memory (GSM8K, 8 rows x 512 tokens, checkpointing on: 5.1 GB under glibc, 2.1 GB under tcmalloc, the same
-seconds; results/bench/allocators-*.json). `make reproduce` preloads tcmalloc where it is installed (Makefile,
-MALLOC_LIB); the numbers computed do not depend on it.
+its live memory (one LoRA step of SmolLM2-135M on 8 x 512 tokens, checkpointing off or on: about half the peak under
+tcmalloc, no slower; results/bench/allocators-*.json). `make reproduce` preloads tcmalloc where it is installed
+(Makefile, MALLOC_LIB); the numbers computed do not depend on it.
 """
 
 from __future__ import annotations

@@ -65,3 +65,29 @@ def test_merged_generation_refuses_a_bfloat16_base_and_unsloth():
         TrainConfig(merged_generation=True, backend="unsloth")
     assert "merged_generation" not in TrainConfig().identity()
     assert TrainConfig(merged_generation=True).identity()["merged_generation"] is True
+
+
+@pytest.mark.slow
+def test_a_training_run_with_merged_generation_discusses_and_evaluates_as_without(data_dir, tmp_path, monkeypatch):
+    from peft.tuners.lora import LoraLayer
+
+    from saie_lib.artifacts import read_jsonl, run_file
+    from saie_lib.config import load_config
+    from saie_lib.stages import train as trainer
+
+    evaluate, merged_at_eval = trainer.evaluate, []
+
+    def watched(model, *args, **kwargs):  # the LoRA path is off (merged) while the run evaluates
+        merged_at_eval.append(all(m.disable_adapters for m in model.modules() if isinstance(m, LoraLayer)))
+        return evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", watched)
+    outs = [trainer.train(load_config("train-tiny", cls=TrainConfig, task="commonsense_qa", data_dir=str(data_dir),
+                                      results_root=str(tmp_path / str(merged)), merged_generation=merged,
+                                      remark_cache=str(tmp_path / f"{merged}.sqlite")), progress=False)
+            for merged in (False, True)]
+    assert outs[0].name != outs[1].name and merged_at_eval == [False, True]  # a run-identity field
+    plain, merged = ([row["output"] for row in read_jsonl(run_file(out, "samples"))] for out in outs)
+    assert plain == merged and len(set(plain)) > 1
+    turns = [[row["learner"] for row in read_jsonl(run_file(out, "transcripts"))] for out in outs]
+    assert turns[0] == turns[1]

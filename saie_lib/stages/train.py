@@ -6,6 +6,8 @@ seed -> data -> learner + partner -> warm-up -> discussion -> save adapter -> ev
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -249,9 +251,10 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
     examples = load_examples(s.cfg, get_task(s.cfg.task).eval_split, s.cfg.eval_limit)
     s.learner.for_inference()
     eval_started = time.perf_counter()
-    metrics, rows = evaluate(s.learner.model, s.learner.tokenizer, examples, batch_size=s.cfg.eval_batch_size,
-                             max_new_tokens=s.cfg.eval_max_new_tokens, progress=progress,
-                             sample_log=run_file(s.out, "samples_partial"))
+    with s.learner.lora_merged() if s.cfg.merged_generation else contextlib.nullcontext():
+        metrics, rows = evaluate(s.learner.model, s.learner.tokenizer, examples, batch_size=s.cfg.eval_batch_size,
+                                 max_new_tokens=s.cfg.eval_max_new_tokens, progress=progress,
+                                 sample_log=run_file(s.out, "samples_partial"))
     write_jsonl(run_file(s.out, "samples"), rows)
     write_metrics(s.out, s.cfg, {
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
