@@ -245,9 +245,9 @@ def _captured_steps(monkeypatch) -> list:
     steps = []
     original = trainer.optimizer_step
 
-    def spy(learner, optimizer, features, max_grad_norm):
+    def spy(learner, optimizer, features, *args):
         steps.append(features)
-        return original(learner, optimizer, features, max_grad_norm)
+        return original(learner, optimizer, features, *args)
 
     monkeypatch.setattr(trainer, "optimizer_step", spy)
     return steps
