@@ -7,7 +7,6 @@ seed -> data -> learner + partner -> warm-up -> discussion -> save adapter -> ev
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections import Counter
 from dataclasses import dataclass, field
