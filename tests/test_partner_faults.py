@@ -16,6 +16,10 @@ from saie_lib.remark_cache import CachedPartner, RemarkCache
 SAMPLING = Sampling(max_new_tokens=48, temperature=0.0, seed=3)
 FAULT_SEED = 20240611
 PROMPTS = 32
+# A normal reply must never take the client's timeout, even on a loaded CI machine (a client-side timeout on a
+# reply the server did not count as a fault breaks the exact accounting below); a "timeout" fault hangs longer.
+CLIENT_TIMEOUT_S = 5.0
+HANG_S = 2 * CLIENT_TIMEOUT_S
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +34,7 @@ def conversation(i: int) -> list[dict[str, str]]:
 
 
 def api_partner(base_url: str, **options) -> OpenAIChatPartner:
-    settings = {"timeout_s": 1.0, "max_retries": 20, "concurrency": 8, "backoff_s": 0.01, "max_wait_s": 0.05,
+    settings = {"timeout_s": CLIENT_TIMEOUT_S, "max_retries": 20, "concurrency": 8, "backoff_s": 0.01, "max_wait_s": 0.05,
                 "outage_wait_s": 30, **options}
     return OpenAIChatPartner("fake-model", base_url=base_url, **settings)
 
@@ -44,7 +48,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_sixty_percent_faults_finish_unattended_and_nothing_is_paid_twice(tmp_path):
     conversations = [conversation(i) for i in range(PROMPTS)]
-    faults = Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=3.0)
+    faults = Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=HANG_S)
     with FakeOpenAIServer(faults=faults) as server, RemarkCache(tmp_path / "remarks.sqlite") as cache:
         api = api_partner(server.base_url)
         started = time.monotonic()
@@ -118,10 +122,10 @@ def test_training_against_sixty_percent_faults_finishes_and_pays_each_remark_onc
             super().__init__(*args, backoff_s=0.01, max_wait_s=0.05, **options)
 
     monkeypatch.setattr(local, "OpenAIChatPartner", QuickBackoff)  # what build_partner constructs
-    with FakeOpenAIServer(faults=Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=2.0)) as server:
+    with FakeOpenAIServer(faults=Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=HANG_S)) as server:
         cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir),
                           results_root=str(tmp_path), remark_cache=str(tmp_path / "remarks.sqlite"),
-                          partner="api:fake-partner", partner_base_url=server.base_url, partner_timeout_s=0.5,
+                          partner="api:fake-partner", partner_base_url=server.base_url, partner_timeout_s=CLIENT_TIMEOUT_S,
                           partner_max_retries=25, partner_concurrency=4, partner_outage_wait_s=10.0)
         out = train(cfg, progress=False)
         failed = sum(server.fault_counts.values())
