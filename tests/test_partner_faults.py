@@ -34,8 +34,8 @@ def conversation(i: int) -> list[dict[str, str]]:
 
 
 def api_partner(base_url: str, **options) -> OpenAIChatPartner:
-    settings = {"timeout_s": CLIENT_TIMEOUT_S, "max_retries": 20, "concurrency": 8, "backoff_s": 0.01, "max_wait_s": 0.05,
-                "outage_wait_s": 30, **options}
+    settings = {"timeout_s": CLIENT_TIMEOUT_S, "max_retries": 20, "concurrency": 8, "backoff_s": 0.01,
+                "max_wait_s": 0.05, "outage_wait_s": 30, **options}
     return OpenAIChatPartner("fake-model", base_url=base_url, **settings)
 
 
@@ -125,8 +125,8 @@ def test_training_against_sixty_percent_faults_finishes_and_pays_each_remark_onc
     with FakeOpenAIServer(faults=Faults(rate=0.6, seed=FAULT_SEED, timeout_delay_s=HANG_S)) as server:
         cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir),
                           results_root=str(tmp_path), remark_cache=str(tmp_path / "remarks.sqlite"),
-                          partner="api:fake-partner", partner_base_url=server.base_url, partner_timeout_s=CLIENT_TIMEOUT_S,
-                          partner_max_retries=25, partner_concurrency=4, partner_outage_wait_s=10.0)
+                          partner="api:fake-partner", partner_base_url=server.base_url,
+                          partner_timeout_s=CLIENT_TIMEOUT_S, partner_max_retries=25, partner_concurrency=4, partner_outage_wait_s=10.0)
         out = train(cfg, progress=False)
         failed = sum(server.fault_counts.values())
         succeeded = server.request_count - failed
