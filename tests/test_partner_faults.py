@@ -126,7 +126,8 @@ def test_training_against_sixty_percent_faults_finishes_and_pays_each_remark_onc
         cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir),
                           results_root=str(tmp_path), remark_cache=str(tmp_path / "remarks.sqlite"),
                           partner="api:fake-partner", partner_base_url=server.base_url,
-                          partner_timeout_s=CLIENT_TIMEOUT_S, partner_max_retries=25, partner_concurrency=4, partner_outage_wait_s=10.0)
+                          partner_timeout_s=CLIENT_TIMEOUT_S, partner_max_retries=25, partner_concurrency=4,
+                          partner_outage_wait_s=10.0)
         out = train(cfg, progress=False)
         failed = sum(server.fault_counts.values())
         succeeded = server.request_count - failed
