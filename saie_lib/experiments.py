@@ -1,6 +1,6 @@
 """The paper's experiments, one registry: three training experiments (one per task) and the inference-time
 discussion experiment, and the robustness-to-remarks experiment. Every experiment runs the conditions of
-`conditions.CONDITIONS` on the same examples, steps and seed:
+its profile (by default all of `conditions.CONDITIONS`) on the same examples, steps and seed:
 
     base (untrained), none (conventional fine-tuning), placebo, supportive, adversarial, saie, saie_mixed
 
@@ -82,7 +82,7 @@ def condition_configs(profile: Profile, experiment: Experiment, **locations: Any
     """condition -> the TrainConfig that produces it ('base' -> the untrained model's EvalConfig)."""
     configs: dict[str, Any] = {c: profile.training_config(
         experiment.task, study=study_of(profile, experiment), **condition_fields(c), **locations)
-        for c in TRAINED_CONDITIONS}
+        for c in profile.trained_conditions}
     return {"base": eval_config_for(configs["saie"]), **configs}
 
 
@@ -126,8 +126,8 @@ def inference_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
                            f"experiment, but its conditions {unfinished} have not finished: run "
                            f"notebooks/{source.notebook} (or `make reproduce`) first")
     study = study_of(profile, EXPERIMENTS["multiagent"])
-    adapters = {c: None if c == "base" else str(artifacts.run_file(trained[c], "adapter")) for c in CONDITIONS}
-    return {c: profile.inference_config(study=study, label=c, adapter=adapters[c], **locations) for c in CONDITIONS}
+    adapters = {c: None if c == "base" else str(artifacts.run_file(trained[c], "adapter")) for c in trained}
+    return {c: profile.inference_config(study=study, label=c, adapter=adapters[c], **locations) for c in trained}
 
 
 def run_inference_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
@@ -153,8 +153,9 @@ def challenge_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
                            "reproduce`) first")
     study = study_of(profile, EXPERIMENTS["robustness"])
     adapters = {c: () if c == "base" else tuple(str(artifacts.run_file(trained[t][c], "adapter")) for t in tasks)
-                for c in CONDITIONS}
-    return {c: profile.challenge_config(study=study, label=c, adapters=adapters[c], **locations) for c in CONDITIONS}
+                for c in profile.conditions}
+    return {c: profile.challenge_config(study=study, label=c, adapters=adapters[c], **locations)
+            for c in profile.conditions}
 
 
 def check_adapters_present(configs: dict[str, Any]) -> None:
@@ -202,7 +203,7 @@ def write_marker(profile: Profile, experiment: Experiment, runs: dict[Any, Any],
     seed's."""
     folder = experiment_dir(profile.name, experiment.name, results_root)
     by_seed = runs if all(isinstance(k, int) for k in runs) else {profile.seeds[0]: runs}
-    names = {str(seed): {c: r[c].name for c in CONDITIONS} for seed, r in by_seed.items()}
+    names = {str(seed): {c: r[c].name for c in profile.conditions} for seed, r in by_seed.items()}
     marker = {"experiment": experiment.name, "title": experiment.title, "profile": profile.name,
               "task": experiment.task or marker_task(profile, experiment), "kind": experiment.kind,
               "conditions": next(iter(names.values())), "seeds": names}

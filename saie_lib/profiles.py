@@ -10,6 +10,9 @@ section default to the training ones.
 each training experiment is replicated: every seed draws its own training and evaluation subset and trains every
 condition again. Default 1. The first seed's runs are the profile's plain runs (same identity as before `seeds`
 existed); the inference experiment discusses the first seed's models.
+
+`conditions` (default: all of `conditions.CONDITIONS`) narrows what every experiment compares; it must keep
+base, none and saie, the paper's comparison. `experiments` (default: all) is what `make reproduce` runs.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from typing import Any
 
 from .challenge_config import ChallengeConfig
 from .colab import require_gpu, runtime_report
+from .conditions import CONDITIONS
 from .config import InferenceConfig, TrainConfig, from_dict
 from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
 
 PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train", "tasks", "inference", "seeds",
-                "robustness")
+                "robustness", "conditions", "experiments")
+REQUIRED_CONDITIONS = ("base", "none", "saie")  # the paper's comparison, which every finding reads
 SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed", "backend",
                          "load_in_4bit")
 
@@ -44,6 +49,12 @@ class Profile:
     inference: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     robustness: dict[str, Any] = field(default_factory=dict)  # ChallengeConfig fields of the robustness experiment
+    conditions: tuple[str, ...] = CONDITIONS  # what every experiment compares, in the canonical order
+    experiments: tuple[str, ...] | None = None  # what `make reproduce` runs (None: every experiment)
+
+    @property
+    def trained_conditions(self) -> tuple[str, ...]:
+        return tuple(c for c in self.conditions if c != "base")
 
     def training_config(self, task: str, remark_policy: str, **fields: Any) -> TrainConfig:
         """The profile's TrainConfig for one task and condition; `fields` (study, data_dir, ...) on top."""
@@ -100,12 +111,38 @@ def load_profile(name: str | Path) -> Profile:
                       expected_memory=str(data["expected_memory"]), train=dict(data["train"]),
                       tasks={t: dict(v or {}) for t, v in tasks.items()}, inference=inference,
                       seeds=parse_seeds(data.get("seeds", 1), int(data["train"].get("seed", 0)), path),
-                      robustness=dict(data.get("robustness") or {}))
+                      robustness=dict(data.get("robustness") or {}),
+                      conditions=parse_conditions(data.get("conditions", list(CONDITIONS)), path),
+                      experiments=parse_experiments(data.get("experiments"), path))
     for task in TASKS:
         profile.training_config(task, "saie")
     profile.inference_config()
     profile.challenge_config()
     return profile
+
+
+def parse_conditions(value: Any, path: Path) -> tuple[str, ...]:
+    """A subset of CONDITIONS that keeps the paper's comparison, returned in the canonical order."""
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ValueError(f"{path}: 'conditions' = {value!r}; expected a list of names from {list(CONDITIONS)}")
+    unknown = [c for c in value if c not in CONDITIONS]
+    missing = [c for c in REQUIRED_CONDITIONS if c not in value]
+    problems = [f"names unknown condition(s) {unknown}"] * bool(unknown) + [f"lacks {missing}"] * bool(missing)
+    if problems:
+        raise ValueError(f"{path}: 'conditions' {' and '.join(problems)}; known: {list(CONDITIONS)}, of which "
+                         f"{list(REQUIRED_CONDITIONS)} are required (the paper's comparison)")
+    return tuple(c for c in CONDITIONS if c in value)
+
+
+def parse_experiments(value: Any, path: Path) -> tuple[str, ...] | None:
+    """None (every experiment) or a list of experiment names, returned in the registry's order."""
+    if value is None:
+        return None
+    from .experiments import EXPERIMENTS  # the registry imports this module
+
+    if not isinstance(value, list) or not value or any(e not in EXPERIMENTS for e in value):
+        raise ValueError(f"{path}: 'experiments' = {value!r}; expected a non-empty list from {list(EXPERIMENTS)}")
+    return tuple(e for e in EXPERIMENTS if e in value)
 
 
 def parse_seeds(value: Any, first: int, path: Path) -> tuple[int, ...]:

@@ -119,7 +119,7 @@ def reproduce(profile_name: str, experiments: Sequence[str] | None = None, *, da
     profile = load_profile(profile_name)
     code_state()
     root = resolve_results_root(results_root)
-    names = list(experiments or EXPERIMENTS)
+    names = list(experiments or profile.experiments or EXPERIMENTS)
     for name in names:
         get_experiment(name)
     statuses = {name: run_one(profile, name, data_dir=data_dir, results_root=root, force=force,
@@ -133,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m saie_lib.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", required=True, help="configs/profiles/<name>.yaml, e.g. cpu-small")
     parser.add_argument("--experiments", default=None,
-                        help=f"comma-separated subset of {','.join(EXPERIMENTS)} (default: all, in that order)")
+                        help=f"comma-separated subset of {','.join(EXPERIMENTS)} (default: the profile's "
+                             "`experiments`, else all, in that order)")
     parser.add_argument("--data-dir", default=None,
                         help="original data files (default: env SAIE_DATA_DIR, else the Hub)")
     parser.add_argument("--results-root", default=None, help="default: env SAIE_RESULTS_DIR, else <repo>/results")

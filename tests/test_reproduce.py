@@ -3,6 +3,7 @@ finished experiments are skipped, an unfinished run is redone alone, and the sum
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -128,3 +129,35 @@ def test_make_reproduce_preloads_the_allocator_it_is_given(lib):
                              text=True, check=True).stdout
     line = next(text for text in printed.splitlines() if "saie_lib.reproduce" in text)
     assert line.startswith(f"LD_PRELOAD={lib} ") if lib else "LD_PRELOAD" not in line
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_a_profile_narrows_the_conditions_and_experiments_it_runs(data_dir, tmp_path):
+    """`conditions` and `experiments` of a profile: only those are trained, discussed, recorded and tabled."""
+    text = (load_profile("tiny").path.read_text().replace("seeds: 2 ", "seeds: 1 ")
+            + "conditions: [saie, base, none]\nexperiments: [multiagent, commonsense]\n")
+    path = load_profile("tiny").path.with_name("tiny-narrow.yaml")  # notebooks and the page find profiles by name
+    path.write_text(text)
+    root = tmp_path / "results"
+    try:
+        statuses = reproduce("tiny-narrow", data_dir=str(data_dir), results_root=root, progress=False)
+    finally:
+        path.unlink()
+    assert statuses == {"commonsense": "ran", "multiagent": "ran"}
+    for name in statuses:
+        marker = json.loads((root / "runs" / "tiny-narrow" / name / "experiment.json").read_text())
+        assert list(marker["conditions"]) == ["base", "none", "saie"]  # the canonical order, whatever the profile's
+    assert sorted(p.name for p in (root / "runs" / "tiny-narrow").iterdir() if p.is_dir()) == sorted(statuses)
+    page = (root / "README.md").read_text()
+    assert "tiny-narrow" in page and "placebo" not in page.split("## Profile `tiny-narrow`")[1]
+
+
+@pytest.mark.parametrize("line,field", [("conditions: [base, saie]", "lacks ['none']"),
+                                        ("conditions: [base, none, saie, sarcastic]", "['sarcastic']"),
+                                        ("experiments: [math, chemistry]", "'experiments'")])
+def test_a_profile_naming_unknown_or_too_few_conditions_is_refused(tmp_path, line, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(load_profile("tiny").path.read_text() + line + "\n")
+    with pytest.raises(ValueError, match=re.escape(field)):
+        load_profile(str(path))
