@@ -101,7 +101,7 @@ def condition_runs(cfg: TrainConfig) -> list[Path]:
 
 def run_training_experiment(profile: Profile, experiment: Experiment, *, progress: bool = True,
                             **locations: Any) -> dict[str, Path]:
-    """Per seed of the profile: evaluate the base model, then train and evaluate the four conditions; finished
+    """Per seed of the profile: evaluate the base model, then train and evaluate its trained conditions; finished
     runs are reused and an interrupted one resumes from its last checkpoint. Returns the first seed's runs."""
     by_seed: dict[int, dict[str, Path]] = {}
     for seed in profile.seeds:  # each seed replicates the experiment: its own data subsets and training runs
