@@ -1,6 +1,6 @@
-"""The paper's experiments, one registry: three training experiments (one per task) and the inference-time
-discussion experiment, and the robustness-to-remarks experiment. Every experiment runs the conditions of
-its profile (by default all of `conditions.CONDITIONS`) on the same examples, steps and seed:
+"""Running the paper's experiments (their registry: `experiment_registry`): three training experiments (one per
+task), the inference-time discussion experiment and the robustness-to-remarks experiment. Every experiment runs
+the conditions of its profile (by default all of `conditions.CONDITIONS`) on the same examples, steps and seed:
 
     base (untrained), none (conventional fine-tuning), placebo, supportive, adversarial, saie, saie_mixed
 
@@ -11,13 +11,13 @@ is what the summary step reads. All run dirs of an experiment live beside that f
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import artifacts
 from .conditions import CONDITIONS, TRAINED_CONDITIONS, condition_fields
 from .config import TrainConfig, eval_config_for
+from .experiment_registry import EXPERIMENTS, Experiment, get_experiment, training_experiment_for
 from .learner import prepare_backend
 from .paths import results_root as resolve_results_root
 from .profiles import Profile
@@ -27,42 +27,6 @@ from .stages.evaluate import eval_run_dir, run_evaluation
 from .stages.train import train, training_run_dir
 
 MARKER = artifacts.EXPERIMENT_MARKER
-
-
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    title: str
-    notebook: str  # notebooks/<notebook>
-    task: str | None  # training experiments: their task; inference: None (the profile's inference task)
-
-    @property
-    def is_training(self) -> bool:
-        return self.task is not None
-
-    @property
-    def kind(self) -> str:
-        """training, inference or robustness: what experiment.json says, and how the summary reads it."""
-        return "training" if self.is_training else "robustness" if self.name == "robustness" else "inference"
-
-
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    Experiment("math", "Math word problems (GSM8K)", "10_math_gsm8k.ipynb", "gsm8k"),
-    Experiment("commonsense", "Commonsense reasoning (CommonsenseQA)", "11_commonsense_csqa.ipynb", "commonsense_qa"),
-    Experiment("multidomain", "Multi-domain knowledge (MMLU)", "12_multidomain_mmlu.ipynb", "mmlu"),
-    Experiment("multiagent", "Discussion at inference time", "20_multiagent_inference.ipynb", None),
-    Experiment("robustness", "Robustness to remarks", "13_robustness.ipynb", None),
-)}
-
-
-def get_experiment(name: str) -> Experiment:
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name]
-
-
-def training_experiment_for(task: str) -> Experiment:
-    return next(e for e in EXPERIMENTS.values() if e.task == task)
 
 
 def experiment_dir(profile: str, experiment: str, results_root: str | Path | None = None) -> Path:

@@ -26,6 +26,7 @@ from .challenge_config import ChallengeConfig
 from .colab import require_gpu, runtime_report
 from .conditions import CONDITIONS
 from .config import InferenceConfig, TrainConfig, from_dict
+from .experiment_registry import EXPERIMENTS
 from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
@@ -138,8 +139,6 @@ def parse_experiments(value: Any, path: Path) -> tuple[str, ...] | None:
     """None (every experiment) or a list of experiment names, returned in the registry's order."""
     if value is None:
         return None
-    from .experiments import EXPERIMENTS  # the registry imports this module
-
     if not isinstance(value, list) or not value or any(e not in EXPERIMENTS for e in value):
         raise ValueError(f"{path}: 'experiments' = {value!r}; expected a non-empty list from {list(EXPERIMENTS)}")
     return tuple(e for e in EXPERIMENTS if e in value)

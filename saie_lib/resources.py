@@ -55,3 +55,11 @@ def largest_recorded_peak(run_dirs: Iterable[Path]) -> tuple[float, Path] | None
         if value is not None:
             peaks.append((value, run))
     return max(peaks, key=lambda peak: peak[0]) if peaks else None
+
+
+def allocator_note(run: Path) -> str:
+    """' under <allocator>' as the run's metrics.json records it (the peak depends on it), else a note that
+    it is not recorded (runs made before it was: glibc's malloc, unless the user preloaded another)."""
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    name = (metrics.get("resources") or {}).get("allocator")
+    return f" under {name}" if name else " (allocator not recorded)"

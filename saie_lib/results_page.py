@@ -14,7 +14,7 @@ from .paths import figures_dir
 from .paths import results_root as _root
 from .profiles import available_profiles, load_profile
 from .reporting import discordance_note, mde_text, noise_line, power_line, to_markdown
-from .resources import largest_recorded_peak
+from .resources import allocator_note, largest_recorded_peak
 from .stats import ALPHA, ASSUMED_DISCORDANCE, POWER
 from .summary import (
     FINDING_COLUMNS,
@@ -97,8 +97,8 @@ def _header_lines(profile: str, experiments: dict[str, Any], root: Path) -> list
                   + f"; {total / 60:.1f} min in all.", ""]
     peak = largest_recorded_peak(d for m in experiments.values()
                                  for runs in marker_seed_run_dirs(m, m["folder"]).values() for d in runs.values())
-    return lines + ([f"Measured peak memory: {peak[0]:.1f} GB RSS, the largest any of its runs recorded "
-                     f"(`resources.peak_rss_gb`; [{peak[1].name}](runs/{profile}/{peak[1].parent.name}/"
+    return lines + ([f"Measured peak memory: {peak[0]:.1f} GB RSS{allocator_note(peak[1])}, the largest any of its "
+                     f"runs recorded (`resources.peak_rss_gb`; [{peak[1].name}](runs/{profile}/{peak[1].parent.name}/"
                      f"{peak[1].name})).", ""] if peak else [])
 
 

@@ -67,16 +67,17 @@ def test_checkpointing_setting():
 def test_largest_recorded_peak_names_its_run(tmp_path):
     import json
 
-    from saie_lib.resources import largest_recorded_peak
+    from saie_lib.resources import allocator_note, largest_recorded_peak
 
     runs = [tmp_path / name for name in ("a", "b", "old", "unfinished")]
     for run in runs:
         run.mkdir()
-    (runs[0] / "metrics.json").write_text(json.dumps({"resources": {"peak_rss_gb": 2.5}}))
+    (runs[0] / "metrics.json").write_text(json.dumps({"resources": {"peak_rss_gb": 2.5, "allocator": "tcmalloc"}}))
     (runs[1] / "metrics.json").write_text(json.dumps({"resources": {"peak_rss_gb": 7.25, "peak_gpu_gb": None}}))
     (runs[2] / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))  # made before peaks were recorded
     assert largest_recorded_peak(runs) == (7.25, runs[1])
     assert largest_recorded_peak(runs[2:]) is None
+    assert allocator_note(runs[0]) == " under tcmalloc" and "not recorded" in allocator_note(runs[1])
 
 
 # Micro-batches (TrainConfig.micro_batch_tokens): a mixed-target step's shape, long discussions beside short questions.
