@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_plots import bar_panels, save
+
 from saie_lib import artifacts
 from saie_lib.paths import results_dir
 
@@ -82,21 +84,13 @@ def run_case(args: argparse.Namespace, preload: str | None, checkpointing: str) 
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cases = record["cases"]
     labels = [f"{c['allocator']}\nckpt {c['checkpointing']}" for c in cases]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for axis, key, unit in ((axes[0], "step_s", "seconds"), (axes[1], "peak_rss_gb", "GB")):
-        axis.bar(labels, [c[key] for c in cases], color=[f"C{i % 2}" for i in range(len(cases))])
-        axis.set(ylabel=unit, title="step time" if key == "step_s" else "peak RSS of the step's process")
-        axis.tick_params(axis="x", labelsize=8)
-    fig.suptitle(f"{record['model']}, one LoRA step on {record['shape']} tokens, {os.cpu_count()} CPU cores")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    panels = [([c["step_s"] for c in cases], "seconds", "step time"),
+              ([c["peak_rss_gb"] for c in cases], "GB", "peak RSS of the step's process")]
+    title = f"{record['model']}, one LoRA step on {record['shape']} tokens, {os.cpu_count()} CPU cores"
+    fig, _ = bar_panels(labels, [f"C{i % 2}" for i in range(len(cases))], panels, title, width=11)
+    save(fig, path)
 
 
 def main() -> None:

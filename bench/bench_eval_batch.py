@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_plots import bar_panels, save
+
 from saie_lib import artifacts
 from saie_lib.experiment_registry import training_experiment_for
 from saie_lib.experiments import condition_configs
@@ -44,23 +46,14 @@ def same_share(case: dict, reference: dict) -> float:
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cases = record["cases"]
     labels = [f"{c['task']}\n{c['dtype_used']} b{c['batch_size']}" for c in cases]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    for axis, key, title in ((axes[0], "seconds", "evaluation wall time (s)"),
-                             (axes[1], "same_as_first_batch_size", "answers identical to the first batch size")):
-        colors = [f"C{i % len(record['batch_sizes'])}" for i in range(len(cases))]
-        axis.bar(labels, [c[key] for c in cases], color=colors)
-        axis.set(title=title)
-        axis.tick_params(axis="x", labelsize=7)
-    fig.suptitle(f"{record['profile']}: untrained model, {record['cases'][0]['n']} examples per task")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    colors = [f"C{i % len(record['batch_sizes'])}" for i in range(len(cases))]
+    panels = [([c["seconds"] for c in cases], "seconds", "evaluation wall time"),
+              ([c["same_as_first_batch_size"] for c in cases], "share", "answers identical to the first batch size")]
+    fig, _ = bar_panels(labels, colors, panels, label_size=7, width=12,
+                        title=f"{record['profile']}: untrained model, {cases[0]['n']} examples per task")
+    save(fig, path)
 
 
 def main() -> None:

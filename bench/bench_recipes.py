@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_discussion, run as a script
 
 from bench_discussion import frozen_optimizer, measure_batching, timed  # noqa: E402
+from bench_plots import bar_panels, save  # noqa: E402
 
 from saie_lib import artifacts  # noqa: E402
 from saie_lib.config import TrainConfig  # noqa: E402
@@ -79,27 +80,16 @@ def measure_recipe(args: argparse.Namespace, recipe: str) -> dict:
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     recipes = record["recipes"]
     names, labels = list(recipes), [name.replace("_", "\n") for name in recipes]
-    colors = [f"C{i}" for i in range(len(names))]
     panels = [([recipes[n]["step_s"] for n in names], "seconds", "one discussion step (batch 4, rounds 1)"),
               ([recipes[n].get("batching_gsm8k", recipes[n]["batching"])["speedup"] for n in names],
                "batched / one-by-one", f"generation at batch 8, {record['new_tokens']} new tokens (GSM8K)"),
               ([recipes[n]["peak_rss_gb"] for n in names], "GB", "peak RSS of the recipe's process")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for axis, (values, unit, title) in zip(axes, panels):
-        axis.bar(labels, values, color=colors)
-        axis.set(ylabel=unit, title=title)
-        axis.tick_params(axis="x", labelsize=8)
+    fig, axes = bar_panels(labels, [f"C{i}" for i in range(len(names))], panels, width=13,
+                           title=f"{record['model']} on CPU ({os.cpu_count()} cores)")
     axes[1].axhline(3.0, color="k", lw=0.8, ls="--")
-    fig.suptitle(f"{record['model']} on CPU ({os.cpu_count()} cores)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    save(fig, path)
 
 
 def main() -> None:

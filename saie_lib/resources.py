@@ -48,18 +48,19 @@ def largest_recorded_peak(run_dirs: Iterable[Path]) -> tuple[float, Path] | None
     """The largest `resources.peak_rss_gb` the runs' metrics.json record, and its run; None where none records it
     (runs made before it was recorded). A run's peak is its process's: a notebook that ran several stages first
     reports the largest of them."""
-    peaks = []
-    for run in run_dirs:
-        metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-        value = (metrics.get("resources") or {}).get("peak_rss_gb")
-        if value is not None:
-            peaks.append((value, run))
+    peaks = [(recorded_resources(run).get("peak_rss_gb"), run) for run in run_dirs]
+    peaks = [peak for peak in peaks if peak[0] is not None]
     return max(peaks, key=lambda peak: peak[0]) if peaks else None
 
 
 def allocator_note(run: Path) -> str:
     """' under <allocator>' as the run's metrics.json records it (the peak depends on it), else a note that
     it is not recorded (runs made before it was: glibc's malloc, unless the user preloaded another)."""
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    name = (metrics.get("resources") or {}).get("allocator")
+    name = recorded_resources(run).get("allocator")
     return f" under {name}" if name else " (allocator not recorded)"
+
+
+def recorded_resources(run: Path) -> dict:
+    """The `resources` section of a run's metrics.json; empty where the run has none (not finished, or older)."""
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    return metrics.get("resources") or {}
