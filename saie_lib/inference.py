@@ -80,14 +80,27 @@ def individual(agent: Agent, examples: Sequence[Example], *, seed: int, batch_si
     return answer_rows("individual", examples, outputs, agent=0, round_index=0)
 
 
-def self_discussion(agent: Agent, examples: Sequence[Example], *, rounds: int, seed: int,
-                    batch_size: int = 8) -> list[dict]:
-    """Answer, then `rounds` times: critique the own latest answer and revise. Rounds 0..rounds recorded."""
+def first_answers_or_generate(agent: Agent, conversations: Sequence[list[dict]], first_answers: Sequence[str] | None,
+                              *, seed: int, batch_size: int) -> list[str]:
+    """Round 0 of a greedy setting: the question alone, so exactly `individual`'s call (same prompts, decoding,
+    seed and batches); its outputs are reused when given instead of being generated again."""
+    if first_answers is not None:
+        if len(first_answers) != len(conversations):
+            raise ValueError(f"first_answers has {len(first_answers)} answers for {len(conversations)} examples")
+        return list(first_answers)
+    return generate_for_agents([agent], [conversations], seed=seed, round_index=0, batch_size=batch_size)[0]
+
+
+def self_discussion(agent: Agent, examples: Sequence[Example], *, rounds: int, seed: int, batch_size: int = 8,
+                    first_answers: Sequence[str] | None = None) -> list[dict]:
+    """Answer, then `rounds` times: critique the own latest answer and revise. Rounds 0..rounds recorded.
+    `first_answers`: `individual`'s outputs for the same agent and examples, reused as round 0."""
     conversations = [build_messages(e) for e in examples]
     rows: list[dict] = []
     for round_index in range(rounds + 1):
-        outputs = generate_for_agents([agent], [conversations], seed=seed, round_index=round_index,
-                                      batch_size=batch_size)[0]
+        outputs = first_answers_or_generate(agent, conversations, first_answers, seed=seed, batch_size=batch_size) \
+            if round_index == 0 else generate_for_agents([agent], [conversations], seed=seed,
+                                                         round_index=round_index, batch_size=batch_size)[0]
         rows += answer_rows("self_discussion", examples, outputs, agent=0, round_index=round_index)
         conversations = [c + self_review_turns(o) for c, o in zip(conversations, outputs)]
     return rows
@@ -124,12 +137,13 @@ def self_consistency(agent: Agent, examples: Sequence[Example], *, samples: int,
 
 
 def partner_discussion(agent: Agent, partner: Partner, examples: Sequence[Example], *, rounds: int, seed: int,
-                       partner_sampling: Sampling, batch_size: int = 8) -> list[dict]:
+                       partner_sampling: Sampling, batch_size: int = 8,
+                       first_answers: Sequence[str] | None = None) -> list[dict]:
     """The learner + partner pair at inference time: the model answers, a frozen partner remarks with a stance
     drawn half supportive, half adversarial (seeded), the model revises; `rounds` times. Round r's rows carry
     the stance and remark the model read, which is what robustness (sycophancy) is measured on."""
     state = DiscussionState(examples)
-    outputs = generate_for_agents([agent], [state.conversations], seed=seed, round_index=0, batch_size=batch_size)[0]
+    outputs = first_answers_or_generate(agent, state.conversations, first_answers, seed=seed, batch_size=batch_size)
     rows = answer_rows("partner_discussion", examples, outputs, agent=0, round_index=0)
     for round_index in range(1, rounds + 1):
         stances = draw_stances("saie", len(examples), seed=seed, batch_index=0, round_index=round_index)

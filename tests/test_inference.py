@@ -123,3 +123,24 @@ def test_partner_discussion_rows_carry_the_remark_read(tiny, scripted):
     assert sorted(r["stance"] for r in revised) == ["adversarial"] * 3 + ["supportive"] * 3
     assert all(r["remark"] == "I disagree." for r in revised)
     assert all("I disagree." in p for p in scripted[1])  # the revision prompt holds the remark
+
+
+def test_greedy_discussions_reuse_individual_answers_as_their_first_round(tiny):
+    """Round 0 of self- and partner discussion is exactly `individual`'s call: reusing its outputs gives the same
+    rows as generating them again, with one generation call fewer."""
+    from saie_lib.stages.discuss import run_setting
+
+    model, tokenizer, _ = tiny
+    cfg = InferenceConfig(rounds=1, max_new_tokens=5, batch_size=2)
+    answers = [r["output"] for r in run_setting("individual", cfg, model, tokenizer, EXAMPLES)]
+    calls = []
+    original = inference.generate
+    counting = lambda *a, **k: calls.append(len(a[2])) or original(*a, **k)  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inference, "generate", counting)
+        fresh = run_setting("self_discussion", cfg, model, tokenizer, EXAMPLES)
+        reused = run_setting("self_discussion", cfg, model, tokenizer, EXAMPLES, first_answers=answers)
+    assert reused == fresh
+    assert calls == [len(EXAMPLES)] * 3  # two calls without reuse, one with it
+    with pytest.raises(ValueError, match="first_answers has 2 answers for 3 examples"):
+        run_setting("self_discussion", cfg, model, tokenizer, EXAMPLES, first_answers=answers[:2])

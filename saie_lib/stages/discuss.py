@@ -62,22 +62,36 @@ def load_discussant(cfg: InferenceConfig):
     return model, tokenizer, {**info, "adapter": cfg.adapter}
 
 
-def run_setting(setting: str, cfg: InferenceConfig, model: Any, tokenizer: Any, examples: list) -> list[dict]:
+def run_setting(setting: str, cfg: InferenceConfig, model: Any, tokenizer: Any, examples: list,
+                first_answers: list[str] | None = None) -> list[dict]:
+    """One setting's rows. `first_answers`: `individual`'s outputs, which the greedy discussions (self,
+    partner) reuse as their round 0 instead of generating the same answers again."""
     greedy = Decoding(max_new_tokens=cfg.max_new_tokens)
     sampled = Decoding(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature)
     common = {"seed": cfg.seed, "batch_size": cfg.batch_size}
     if setting == "individual":
         return individual(Agent("greedy", model, tokenizer, greedy), examples, **common)
     if setting == "self_discussion":
-        return self_discussion(Agent("greedy", model, tokenizer, greedy), examples, rounds=cfg.rounds, **common)
+        return self_discussion(Agent("greedy", model, tokenizer, greedy), examples, rounds=cfg.rounds,
+                               first_answers=first_answers, **common)
     if setting == "partner_discussion":
         return partner_discussion(Agent("greedy", model, tokenizer, greedy), frozen_partner(model, tokenizer, cfg),
                                   examples, rounds=cfg.rounds, partner_sampling=Sampling(
-                                      max_new_tokens=cfg.partner_max_new_tokens, seed=cfg.seed), **common)
+                                      max_new_tokens=cfg.partner_max_new_tokens, seed=cfg.seed),
+                                  first_answers=first_answers, **common)
     agents = [Agent(f"agent{i}", model, tokenizer, sampled) for i in range(cfg.agents)]
     if setting == "multi_agent":
         return multi_agent(agents, examples, rounds=cfg.rounds, **common)
     return self_consistency(agents[0], examples, samples=cfg.agents * (cfg.rounds + 1), **common)
+
+
+def individual_answers(out: Path, examples: list) -> list[str] | None:
+    """This run's `individual` outputs in example order, when that setting has finished (else None)."""
+    path = artifacts.setting_samples(out, "individual")
+    if not path.exists():
+        return None
+    by_id = {row["id"]: row["output"] for row in read_jsonl(path)}
+    return [by_id[e.id] for e in examples] if all(e.id in by_id for e in examples) else None
 
 
 def frozen_partner(model: Any, tokenizer: Any, cfg: InferenceConfig):
@@ -121,7 +135,7 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     for setting in progress_bar(cfg.settings, desc="settings", disable=not progress):
         path = artifacts.setting_samples(out, setting)
         if not path.exists():
-            write_jsonl(path, run_setting(setting, cfg, model, tokenizer, examples))
+            write_jsonl(path, run_setting(setting, cfg, model, tokenizer, examples, individual_answers(out, examples)))
         metrics[setting] = setting_metrics(read_jsonl(path), examples, cfg.seed)
     write_metrics(out, cfg, {
         "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
