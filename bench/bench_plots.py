@@ -16,7 +16,8 @@ def bar_panels(labels: Sequence[str], colors: Sequence[str], panels: Sequence[Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.8))
+    fig, grid = plt.subplots(1, len(panels), figsize=(width, 3.8), squeeze=False)
+    axes = grid[0]
     for axis, (values, unit, panel_title) in zip(axes, panels):
         axis.bar(labels, values, color=colors)
         axis.set(ylabel=unit, title=panel_title)

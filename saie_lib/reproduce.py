@@ -29,6 +29,7 @@ from .experiments import (
     seed_run_dirs,
 )
 from .notebook_runner import execute
+from .paths import remark_cache_file
 from .paths import results_root as resolve_results_root
 from .profiles import Profile, load_profile
 from .resources import allocator
@@ -78,6 +79,18 @@ def log(profile: str, results_root: Path, row: dict[str, Any]) -> None:
         "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}])
 
 
+def remark_cache_entries() -> int:
+    """Partner remarks already in the default cache file: a run that finds them asks the partner less, so a wall
+    time is from scratch only where this was 0 (point env SAIE_REMARK_CACHE at a new file for that)."""
+    from .remark_cache import RemarkCache
+
+    path = remark_cache_file()
+    if not path.is_file():
+        return 0
+    with RemarkCache(path) as cache:
+        return cache.stats()["entries"]
+
+
 def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: Path, force: bool,
             progress: bool) -> str:
     experiment = get_experiment(name)
@@ -88,6 +101,7 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
         return "skipped"
     output = experiment_dir(profile.name, name, results_root) / experiment.notebook
     print(f"[reproduce] {profile.name}/{name}: notebooks/{experiment.notebook} -> {output}", file=sys.stderr)
+    cached = remark_cache_entries()
     started = time.perf_counter()
     try:
         execute(experiment.notebook, output, {"profile": profile.name, **locations}, progress=progress,
@@ -102,7 +116,8 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
     # A forced re-execution of finished runs only re-reads them: its seconds are not the experiment's wall time.
     status = "re-executed (all runs finished, reused)" if finished else "ran"
     log(profile.name, results_root, {"experiment": name, "status": status,
-                                     "seconds": round(time.perf_counter() - started, 1)})
+                                     "seconds": round(time.perf_counter() - started, 1),
+                                     "remark_cache_entries_at_start": cached})
     return "re-executed" if finished else "ran"
 
 

@@ -37,6 +37,9 @@ def test_every_experiment_notebook_runs_and_keeps_its_executed_copy(reproduced):
         assert list(marker["conditions"]) == sorted(CONDITIONS)
         assert all((folder / run / "metrics.json").is_file() for run in marker["conditions"].values())
     assert "Traceback" not in (root / "runs" / "90_figures_tables.ipynb").read_text()
+    log = [json.loads(line) for line in (root / "runs" / "tiny" / "reproduce_log.jsonl").read_text().splitlines()]
+    cached = {row["experiment"]: row["remark_cache_entries_at_start"] for row in log}
+    assert cached["math"] == 0 and cached["commonsense"] > 0  # a fresh cache, then math's remarks in it
 
 
 @pytest.mark.notebooks
