@@ -127,10 +127,10 @@ def run_dtype(dtype: str, args, prompts: list[str]) -> dict:
 
 def plot(record: dict, path: Path) -> None:
     runs = record["runs"]
-    labels = [f"{r['dtype'][:4]} b{c['batch']}" for r in runs for c in r["by_batch"]]
+    labels = [f"{r['dtype']} b{c['batch']}" for r in runs for c in r["by_batch"]]
     colors = [f"C{i}" for i, r in enumerate(runs) for _ in r["by_batch"]]
     step_ms = [c["step_median_s"] * 1e3 for r in runs for c in r["by_batch"]]
-    path_labels = [f"{r['dtype'][:4]} {c['path']}" for r in runs for c in r["paths"]]
+    path_labels = [f"{r['dtype']}\n{c['path']}" for r in runs for c in r["paths"]]
     fig, axes = bar_panels(labels, colors, [(step_ms, "ms per step", "decode step by batch (peft LoRA)")],
                            title=f"{record['model']}: one greedy decoding step on CPU", width=13, label_size=7)
     save(fig, path.with_name(path.stem + "-batch.png"))
