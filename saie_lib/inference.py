@@ -98,9 +98,11 @@ def self_discussion(agent: Agent, examples: Sequence[Example], *, rounds: int, s
     conversations = [build_messages(e) for e in examples]
     rows: list[dict] = []
     for round_index in range(rounds + 1):
-        outputs = first_answers_or_generate(agent, conversations, first_answers, seed=seed, batch_size=batch_size) \
-            if round_index == 0 else generate_for_agents([agent], [conversations], seed=seed,
-                                                         round_index=round_index, batch_size=batch_size)[0]
+        if round_index == 0:
+            outputs = first_answers_or_generate(agent, conversations, first_answers, seed=seed, batch_size=batch_size)
+        else:
+            outputs = generate_for_agents([agent], [conversations], seed=seed, round_index=round_index,
+                                          batch_size=batch_size)[0]
         rows += answer_rows("self_discussion", examples, outputs, agent=0, round_index=round_index)
         conversations = [c + self_review_turns(o) for c, o in zip(conversations, outputs)]
     return rows

@@ -142,5 +142,7 @@ def test_greedy_discussions_reuse_individual_answers_as_their_first_round(tiny):
         reused = run_setting("self_discussion", cfg, model, tokenizer, EXAMPLES, first_answers=answers)
     assert reused == fresh
     assert calls == [len(EXAMPLES)] * 3  # two calls without reuse, one with it
+    pair = run_setting("partner_discussion", cfg, model, tokenizer, EXAMPLES)
+    assert run_setting("partner_discussion", cfg, model, tokenizer, EXAMPLES, first_answers=answers) == pair
     with pytest.raises(ValueError, match="first_answers has 2 answers for 3 examples"):
         run_setting("self_discussion", cfg, model, tokenizer, EXAMPLES, first_answers=answers[:2])
