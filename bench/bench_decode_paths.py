@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_cpu, run as a script
 
-from bench_cpu import to_bf16  # noqa: E402
+from bench_cpu import encode, to_bf16  # noqa: E402
 from bench_plots import bar_panels, save  # noqa: E402
+from bench_recipes import randomise_lora  # noqa: E402
 
 from saie_lib import artifacts  # noqa: E402
 from saie_lib.data import load_task  # noqa: E402
@@ -35,8 +36,7 @@ def decode(forward, learner, prompts: list[str], steps: int, warmup: int = 3) ->
     (after the warm-up) and the tokens of row 0."""
     import torch
 
-    learner.tokenizer.padding_side = "left"
-    batch = learner.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    batch = encode(learner, prompts)
     with torch.inference_mode():
         out = learner.model(**batch, use_cache=True, logits_to_keep=1)
         cache, mask = out.past_key_values, batch["attention_mask"]
@@ -109,14 +109,10 @@ def paths_at(learner, prompts: list[str], steps: int, compile_too: bool) -> list
     return cases
 
 
-def run_dtype(dtype: str, args, prompts: list[str]) -> dict:
-    import torch
-
+def run_dtype(dtype: str, args, examples: list) -> dict:
     learner = Learner.create(args.model, LoraSettings(), device="cpu")
-    with torch.no_grad():  # a trained-looking adapter: LoRA B is zero at creation, which would hide its path
-        for name, parameter in learner.model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(0))
+    randomise_lora(learner)  # a trained-looking adapter: LoRA B is zero at creation, which would hide its path
+    prompts = render_chat(learner.tokenizer, [build_messages(e) for e in examples])
     if dtype == "bfloat16":
         to_bf16(learner)
     learner.for_inference()
@@ -157,12 +153,9 @@ def main() -> None:
     args.compile_dtypes = [d for d in args.compile_dtypes.split(",") if d]
     env = artifacts.env_record()
     examples = load_task(args.task, "test", limit=max(args.batches), seed=0)
-    learner = Learner.create(args.model, LoraSettings(), device="cpu")
-    prompts = render_chat(learner.tokenizer, [build_messages(e) for e in examples])
-    del learner
     runs = []
     for dtype in args.dtypes.split(","):
-        runs.append(run_dtype(dtype, args, prompts))
+        runs.append(run_dtype(dtype, args, examples))
         print({"dtype": dtype, **{key: [(c.get("path"), c["batch"], round(c["step_median_s"] * 1e3, 1))
                                         for c in runs[-1][key]] for key in ("by_batch", "paths")}}, flush=True)
     record = {"model": args.model, "task": args.task, "steps": args.steps, "discussion_batch": args.discussion_batch,
