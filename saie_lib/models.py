@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import cache_dir
-from .precision import resolve_dtype
+from .precision import contiguous_head_input, resolve_dtype
 from .prompts import has_chat_template
 from .seq2seq import is_encoder_decoder, seq2seq_dtype
 
@@ -290,6 +290,7 @@ def load_model(name: str, *, source: str = "auto", dtype: str = "auto", device: 
     model = auto_class.from_pretrained(resolved.path, dtype=seq2seq_dtype(dtype_name, device) if seq2seq else
                                        pick_dtype(dtype_name, device), trust_remote_code=trust_remote_code).to(device)
     model.eval()
+    contiguous_head_input(model)
     info = {"name": name, "source": resolved.source, "path": resolved.path, "device": device,
             "dtype": str(model.dtype).removeprefix("torch."), "dtype_requested": dtype, "dtype_why": why,
             "family": "seq2seq" if seq2seq else "causal",

@@ -147,3 +147,29 @@ def test_loaded_model_records_its_resolved_dtype_and_why(monkeypatch):
     assert info["dtype_requested"] == "native" and info["dtype_why"] == "native: the CPU has amx_bf16"
     _, _, info = load_model("tiny-random-smollm2", device="cpu")
     assert info["dtype"] == "float32" and info["dtype_why"].startswith("auto: float32 on CPU")
+
+
+def _head_inputs(model) -> list:
+    """Whether each input the output head receives is contiguous, recorded after any earlier pre-hook."""
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
+    return seen
+
+
+def test_bf16_output_head_gets_a_contiguous_input_with_the_same_tokens(monkeypatch):
+    """Generation's prefill hands the output head the strided last position, which a bf16 CPU matmul computes on a
+    slow path (seconds and GBs at SmolLM2 scale): a bf16 model from load_model gets it contiguous, and decodes the
+    same greedy tokens as the same model loaded without the hook."""
+    from saie_lib import models, precision
+    from saie_lib.generation import Decoding, generate
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ["amx_bf16"])
+    hooked, tokenizer, _ = models.load_model("tiny-random-smollm2", device="cpu", dtype="native")
+    monkeypatch.setattr(models, "contiguous_head_input", lambda model: None)
+    plain, _, _ = models.load_model("tiny-random-smollm2", device="cpu", dtype="native")
+    prompts, decoding = ["The answer is", "Two plus two is four, and three plus three"], Decoding(max_new_tokens=6)
+    seen_hooked, seen_plain = _head_inputs(hooked), _head_inputs(plain)
+    assert generate(hooked, tokenizer, prompts, decoding, progress=False) == \
+        generate(plain, tokenizer, prompts, decoding, progress=False)
+    assert all(seen_hooked) and not all(seen_plain) and len(seen_hooked) == len(seen_plain)
+    assert precision.contiguous_head_input(plain.float()) is None  # float32: not installed
