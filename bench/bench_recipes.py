@@ -5,7 +5,8 @@ Writes results/bench/recipes-<model>.json and .png.
 
 Recipes: `fp32` (the committed cpu-small runs), `fp32_merged` (fp32 with TrainConfig.merged_generation: each LoRA
 delta merged into the base weights while the learner generates), `fp32_merged_checkpointed` (also
-gradient_checkpointing: on, for memory), `bf16` (dtype native on a CPU with AVX-512 BF16, LoRA weights fp32).
+gradient_checkpointing: on, for memory), `bf16` (dtype native on a CPU with AVX-512 BF16, LoRA weights fp32),
+`bf16_checkpointed` (bf16 with gradient_checkpointing: on, the cpu-quick profile's training recipe).
 Each recipe runs in its own process (spawned), so its peak RSS is its own. The step is
 `stages.train.discussion_batch` with the cpu-small shapes (batch 4, learner 128 / partner 64 new tokens,
 rounds 1, adversarial partner = the adapter-off learner); the LoRA B matrices are drawn at random (seeded) so
@@ -41,7 +42,7 @@ from saie_lib.stages import train as trainer  # noqa: E402
 
 RECIPES = {"fp32": {"dtype": "float32"}, "fp32_merged": {"dtype": "float32", "merged_generation": True},
            "fp32_merged_checkpointed": {"dtype": "float32", "merged_generation": True, "gradient_checkpointing": "on"},
-           "bf16": {"dtype": "native"}}
+           "bf16": {"dtype": "native"}, "bf16_checkpointed": {"dtype": "native", "gradient_checkpointing": "on"}}
 
 
 def randomise_lora(learner) -> None:
