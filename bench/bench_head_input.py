@@ -50,7 +50,8 @@ def measure_case(weight_file: str, dtype_name: str, shape: tuple, contiguous: bo
             started = time.perf_counter()
             logits = torch.nn.functional.linear(x, weight)
             seconds.append(time.perf_counter() - started)
-    return {"seconds": min(seconds), "peak_rss_growth_gb": peak_gb() - before, "logits": logits}
+    # numpy, not a tensor: a tensor returned from a pool worker is shared through the worker, which exits
+    return {"seconds": min(seconds), "peak_rss_growth_gb": peak_gb() - before, "logits": logits.float().numpy()}
 
 
 def compare(pool, weight_file: str, dtype_name: str, shape: tuple, repeats: int) -> dict:
