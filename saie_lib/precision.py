@@ -79,11 +79,11 @@ def keep_trainable_fp32(model: Any) -> int:
 def contiguous_head_input(model: Any) -> Any:
     """On CPU, a bfloat16/float16 matmul whose input is a strided view takes a slow path, and both callers of the
     output head hand it one: generation's prefill keeps only the last position (`hidden[:, -1:, :]`,
-    logits_to_keep=1) and the training loss the target span (saie_lib.training). For 32 rows of 174 tokens the
-    prefill's head took 2.8 s and 1.7 GB where the same input made contiguous took 0.011 s and nothing (bf16,
-    SmolLM2's 49152 x 576 head, issue 14; pytorch/pytorch#151934 is the same for bmm). A forward pre-hook on the
-    output head makes its input contiguous. The logits come out bit-identical (tested: same greedy tokens); the
-    gradient through them rounds differently, so a model trained with the hook differs from one trained without.
+    logits_to_keep=1) and the training loss the target span (saie_lib.training). In bf16 with SmolLM2's 49152 x 576
+    head, the strided matmul took 1.9 s and 1.7 GB for a 32-row prefill that takes 0.005 s contiguous
+    (results/bench/head-input-*.json; pytorch/pytorch#151934 is the same for bmm). A forward pre-hook on the output
+    head makes its input contiguous. A prefill's logits come out bit-identical (tested: same greedy tokens); a
+    loss over many positions rounds differently, so a model trained with the hook differs from one trained without.
     Installed for reduced-precision models on CPU only; returns the hook's handle, None where it was not."""
     import torch
 
