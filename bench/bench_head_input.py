@@ -77,7 +77,7 @@ def head_weight(model: str, folder: Path) -> str:
 
 def plot(record: dict, path: Path) -> None:
     cases = record["cases"]
-    labels = [f"{c['dtype']}\n{c['case']}" for c in cases]
+    labels = [f"{c['dtype']}\n" + c["case"].replace(", ", " ").replace(" ", "\n") for c in cases]
     colors = ["C0" if c["dtype"] == "bfloat16" else "C1" for c in cases]
     panels = [([c["speedup"] for c in cases], "strided / contiguous seconds", "output head matmul: time"),
               ([c["strided_peak_growth_gb"] for c in cases], "GB", "peak RSS growth, strided input (contiguous: "
