@@ -14,16 +14,26 @@ the adapters change the model as a trained one does. Generation: the library's `
 one by one, on 8 CommonsenseQA prompts (short answers of unequal length) and on 8 GSM8K prompts (long answers).
 Step timings are the best of `--repeats`, generation timings one call each after a warm-up; the load average and
 the memory allocator (tcmalloc when the parent was started with it preloaded) are recorded beside them.
+
+`--baseline-ref REF` also times the same step with the code of an older commit (float32, as its profiles ran;
+bench/step_at_ref.py in its own process, under the same allocator): `baseline`, and each recipe's
+`step_speedup_vs_baseline`. Issue 14's "today's float32 step" is the code it was filed against, a944315:
+
+    SAIE_DATA_DIR=../shared/data .venv/bin/python bench/bench_recipes.py --model smollm2-135m-instruct \
+        --baseline-ref a944315
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import multiprocessing
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_discussion, run as a script
@@ -75,9 +85,34 @@ def measure_recipe(args: argparse.Namespace, recipe: str) -> dict:
         batching_long = measure_batching(learner, long_answers, args.new_tokens)
     return {"recipe": recipe, "config": RECIPES[recipe], "dtype": str(learner.model.dtype).removeprefix("torch."),
             "allocator": allocator(), "step_s": step_s, "batching": batching, "batching_gsm8k": batching_long,
-            "turns": [row["learner"] for row in transcript],
+            "turns": [row["learner"] for row in transcript], "example_ids": [e.id for e in examples[:4]],
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
             "load_average": os.getloadavg()}
+
+
+def measure_at_ref(args: argparse.Namespace, ref: str) -> dict:
+    """The step with the code of commit `ref` (bench/step_at_ref.py in a fresh process, on that commit's files)."""
+    repo = Path(__file__).resolve().parents[1]  # git archive in a subfolder would archive only that folder
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    data_dir = [] if args.data_dir is None else ["--data-dir", str(Path(args.data_dir).resolve())]
+    with tempfile.TemporaryDirectory() as tree:
+        archive = subprocess.run(["git", "archive", sha], cwd=repo, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        worker = [sys.executable, str(Path(__file__).resolve().parent / "step_at_ref.py"), tree, "--model",
+                  args.model, "--task", args.task, "--repeats", str(args.repeats), *data_dir]
+        output = subprocess.run(worker, cwd=tree, capture_output=True, text=True)
+    if output.returncode:
+        raise RuntimeError(f"the step at {ref} failed:\n{output.stderr[-3000:]}")
+    return {"ref": ref, "git_sha": sha, "allocator": allocator(), **json.loads(output.stdout.strip().splitlines()[-1])}
+
+
+def compare_with_baseline(recipes: dict, baseline: dict) -> None:
+    for name, result in recipes.items():
+        if result["example_ids"] != baseline["example_ids"]:
+            raise RuntimeError(f"recipe {name} and the step at {baseline['ref']} saw different examples")
+        result["step_speedup_vs_baseline"] = baseline["step_s"] / result["step_s"]
+        result["same_turns_as_baseline"] = result["turns"] == baseline["turns"]
 
 
 def plot(record: dict, path: Path) -> None:
@@ -90,6 +125,11 @@ def plot(record: dict, path: Path) -> None:
     fig, axes = bar_panels(labels, [f"C{i}" for i in range(len(names))], panels, width=13,
                            title=f"{record['model']} on CPU ({os.cpu_count()} cores)")
     axes[1].axhline(3.0, color="k", lw=0.8, ls="--")
+    if "baseline" in record:
+        step = record["baseline"]["step_s"]
+        axes[0].axhline(step, color="k", lw=0.8, ls=":", label=f"float32 at {record['baseline']['ref']}")
+        axes[0].axhline(step / 2, color="k", lw=0.8, ls="--", label="half of that")
+        axes[0].legend(fontsize=7)
     save(fig, path)
 
 
@@ -101,6 +141,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--baseline-ref", default=None, help="also time the step with this commit's code (float32)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the existing record")
     args = parser.parse_args()
     folder = results_dir() / "bench"
@@ -121,6 +162,10 @@ def main() -> None:
             result["same_turns_as_fp32"] = result["turns"] == base["turns"]
     record = {"model": args.model, "task": args.task, "new_tokens": args.new_tokens, "repeats": args.repeats,
               "recipes": recipes, "env": env}
+    if args.baseline_ref:
+        record["baseline"] = measure_at_ref(args, args.baseline_ref)
+        print({k: v for k, v in record["baseline"].items() if k != "turns"}, flush=True)
+        compare_with_baseline(recipes, record["baseline"])
     artifacts.write_json(folder / f"recipes-{artifacts.slug(args.model)}.json", record)
     plot(record, folder / f"recipes-{artifacts.slug(args.model)}.png")
 
