@@ -3,9 +3,9 @@ results/bench/drop-finished-<model>.json and .png.
 
     SAIE_DATA_DIR=... .venv/bin/python bench/bench_drop_finished.py --model smollm2-135m-instruct
 
-`model.generate` (what saie_lib.generation runs) keeps every row of a batch in every decoding step until the
-longest row stops, so one long answer makes 31 finished rows ride along at batch 32. The prototype here
-(`greedy_dropping`, bench only, not used by the library) removes a row from the batch and from the KV cache
+`model.generate` keeps every row of a batch in every decoding step until the longest row stops, so one long
+answer makes 31 finished rows ride along at batch 32. The prototype here (`greedy_dropping`; the same loop became
+saie_lib.greedy_decoding, the library's greedy decoding on CPU) removes a row from the batch and from the KV cache
 (`DynamicCache.batch_select_indices`) as soon as it emits a stop token. Both decode the same token-id prompts
 (the profile's evaluation prompts: cpu-quick's 30 evaluation examples per task, 192 new tokens, one batch of 32,
 the base model), greedily, EOS only, as evaluation does. Per task and dtype: seconds of each (one call each

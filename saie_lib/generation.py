@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .greedy_decoding import decode_greedy
 from .progress import progress_bar
 from .prompts import has_chat_template, render_plain
 
@@ -88,10 +90,28 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
     return tokenizer(list(prompts), add_special_tokens=not has_chat_template(tokenizer))["input_ids"]
 
 
+def drops_finished_rows(model: Any, decoding: Decoding) -> bool:
+    """Greedy decoding of a decoder-only model on CPU runs saie_lib.greedy_decoding, where a row that stopped
+    leaves the batch; everything else runs `model.generate`, and so does a process that imported Unsloth (it
+    patches transformers' models for its own generate)."""
+    return (model.device.type == "cpu" and not decoding.do_sample and not decoding.stop
+            and decoding.max_new_tokens > 0 and not getattr(model.config, "is_encoder_decoder", False)
+            and "unsloth" not in sys.modules)
+
+
 def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[list[int]], decoding: Decoding) -> list[str]:
-    """One `model.generate` call on token-id prompts, left padded. A row stops at EOS/<|im_end|> or, when
-    `decoding.stop` is set, as soon as its text holds a stop string (HF's stop_strings), instead of decoding on
-    to max_new_tokens; the text is cut at the first stop string either way."""
+    """One batch of token-id prompts, left padded. A row stops at EOS/<|im_end|> or, when `decoding.stop` is set,
+    as soon as its text holds a stop string (HF's stop_strings), instead of decoding on to max_new_tokens; the
+    text is cut at the first stop string either way."""
+    if drops_finished_rows(model, decoding):
+        tokens = decode_greedy(model, tokenizer, prompts, decoding.max_new_tokens, stop_token_ids(tokenizer))
+        texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return [cut_at_stop(t, decoding.stop).strip() for t in texts]
+    return hf_generate_batch(model, tokenizer, prompts, decoding)
+
+
+def hf_generate_batch(model: Any, tokenizer: Any, prompts: Sequence[list[int]], decoding: Decoding) -> list[str]:
+    """One `model.generate` call: every row stays in the batch until the last one stops."""
     import torch
     from transformers import GenerationConfig
 

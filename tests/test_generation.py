@@ -93,3 +93,58 @@ def test_generate_equals_hf_greedy_on_the_same_batch(tiny):
                             eos_token_id=tokenizer.eos_token_id)
     texts = tokenizer.batch_decode(hf[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
     assert ours == [t.strip() for t in texts]
+
+
+def _stopping_tokenizer(model, tokenizer, prompts):
+    """A copy of the tokenizer whose EOS is the fourth token the random model gives the first prompt (its real EOS
+    never comes), so that row stops early and the others stop later or not at all."""
+    import copy
+
+    import torch
+
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(prompts[:1], return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**encoded, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    stopping = copy.deepcopy(tokenizer)
+    stopping.eos_token = tokenizer.convert_ids_to_tokens(int(out[0, -1]))
+    return stopping
+
+
+def test_finished_rows_leave_the_batch_with_the_same_text_as_hf_generate(tiny, monkeypatch):
+    """Greedy on CPU (saie_lib.greedy_decoding): a row that stopped leaves the batch and the KV cache, later steps
+    run fewer rows, and every text is what model.generate gives the same batch."""
+    from saie_lib.generation import drops_finished_rows, encode_prompts, generate_batch, hf_generate_batch
+
+    model, tokenizer, _ = tiny
+    prompts = _prompts(tokenizer)
+    stopping = _stopping_tokenizer(model, tokenizer, prompts)
+    ids, decoding = encode_prompts(stopping, prompts), Decoding(max_new_tokens=16)
+    assert drops_finished_rows(model, decoding)
+    reference = hf_generate_batch(model, stopping, ids, decoding)
+    rows_per_step, original = [], model.forward
+
+    def counting(*args, **kwargs):
+        rows_per_step.append(kwargs["input_ids"].shape[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting)
+    ours = generate_batch(model, stopping, ids, decoding)
+    assert ours == reference
+    assert rows_per_step[0] == len(prompts) and min(rows_per_step) < len(prompts)  # rows did leave
+    assert len({len(text) for text in ours}) > 1  # and they stopped at different lengths
+
+
+def test_sampling_stop_strings_and_unsloth_keep_hf_generate(tiny, monkeypatch):
+    import sys
+    import types
+
+    from saie_lib.generation import drops_finished_rows
+
+    model, _, _ = tiny
+    assert drops_finished_rows(model, Decoding())
+    assert not drops_finished_rows(model, Decoding(do_sample=True))
+    assert not drops_finished_rows(model, Decoding(stop=("\n",)))
+    assert not drops_finished_rows(model, Decoding(max_new_tokens=0))
+    monkeypatch.setitem(sys.modules, "unsloth", types.ModuleType("unsloth"))
+    assert not drops_finished_rows(model, Decoding())
