@@ -2,11 +2,12 @@
 
 `model.generate` keeps every row of a batch in every decoding step until the longest row stops: at batch 32 one
 long answer makes 31 finished rows ride along. Here a row leaves the batch, and the KV cache, at its stop token,
-so later steps compute only the rows still decoding. Same greedy tokens as `generate`: the prompts are padded and
-masked the same way and each row's positions are the ones generate gives it (results/bench/drop-finished-*.json:
-60 of 60 answers word for word the same in float32 and bfloat16; CommonsenseQA evaluation at batch 30 2.2-2.5x
-faster).
-CPU only: on a GPU, and for sampling, stop strings and encoder-decoder models, generation keeps `model.generate`.
+so later steps compute only the rows still decoding. The prompts are padded and masked as generate pads them and
+each row gets the positions generate gives it, so in float32 the tokens are generate's; in bfloat16 a smaller
+batch can round differently, as any other batch size does (results/bench/drop-finished-*.json: 60 of 60
+evaluation answers the same in both dtypes, CommonsenseQA evaluation at batch 30 2.2-2.5x faster; the cpu-quick
+re-run: one GSM8K answer of 30 parted late). Used for greedy decoding of decoder-only models on CPU only
+(generation.drops_finished_rows).
 """
 
 from __future__ import annotations
