@@ -91,13 +91,28 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
     return tokenizer(list(prompts), add_special_tokens=not has_chat_template(tokenizer))["input_ids"]
 
 
+# generation_config fields that make model.generate change logits or lengths; the greedy loop implements none
+LOGITS_SHAPING_FIELDS = ("min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens",
+                         "bad_words_ids", "forced_bos_token_id", "forced_eos_token_id", "sequence_bias",
+                         "exponential_decay_length_penalty", "encoder_repetition_penalty", "guidance_scale")
+
+
 def drops_finished_rows(model: Any, decoding: Decoding) -> bool:
     """Greedy decoding of a decoder-only model on CPU runs saie_lib.greedy_decoding, where a row that stopped
-    leaves the batch; everything else runs `model.generate`, and so does a process that imported Unsloth (it
-    patches transformers' models for its own generate)."""
+    leaves the batch; everything else runs `model.generate`: sampling, stop strings, GPUs, a model whose own
+    generation_config shapes the logits (min_new_tokens, suppress_tokens, ...), and a process that imported
+    Unsloth (it patches transformers' models for its own generate)."""
     return (model.device.type == "cpu" and not decoding.do_sample and not decoding.stop
             and decoding.max_new_tokens > 0 and not getattr(model.config, "is_encoder_decoder", False)
-            and "unsloth" not in sys.modules)
+            and "unsloth" not in sys.modules and not shapes_logits(getattr(model, "generation_config", None)))
+
+
+def shapes_logits(config: Any) -> bool:
+    from transformers import GenerationConfig
+
+    defaults = GenerationConfig()
+    return config is not None and any(getattr(config, field, None) != getattr(defaults, field, None)
+                                      for field in LOGITS_SHAPING_FIELDS)
 
 
 def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[list[int]], decoding: Decoding) -> list[str]:

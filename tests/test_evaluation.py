@@ -1,5 +1,6 @@
 import pytest
 
+from saie_lib import generation
 from saie_lib.artifacts import read_jsonl
 from saie_lib.evaluation import compute_metrics, evaluate, score_sample
 from saie_lib.stats import wilson_interval
@@ -45,13 +46,13 @@ def test_evaluate_resumes_from_sample_log(tiny, tmp_path, monkeypatch):
     with log.open("a") as handle:
         handle.write('{"id": "g3", "outp')  # killed mid-write
     seen = []
-    original = type(model).generate
+    original = generation.generate_batch
 
-    def counting_generate(self, **kwargs):
-        seen.append(kwargs["input_ids"].shape[0])
-        return original(self, **kwargs)
+    def counting_generate(model, tokenizer, prompts, decoding):
+        seen.append(len(prompts))
+        return original(model, tokenizer, prompts, decoding)
 
-    monkeypatch.setattr(type(model), "generate", counting_generate)
+    monkeypatch.setattr(generation, "generate_batch", counting_generate)
     metrics, rows = evaluate(model, tokenizer, examples, batch_size=2, max_new_tokens=6, sample_log=log,
                              progress=False)
     assert sum(seen) == 2  # only the two new examples were generated

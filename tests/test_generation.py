@@ -135,7 +135,7 @@ def test_finished_rows_leave_the_batch_with_the_same_text_as_hf_generate(tiny, m
     assert len({len(text) for text in ours}) > 1  # and they stopped at different lengths
 
 
-def test_sampling_stop_strings_and_unsloth_keep_hf_generate(tiny, monkeypatch):
+def test_sampling_stop_strings_generation_configs_and_unsloth_keep_hf_generate(tiny, monkeypatch):
     import sys
     import types
 
@@ -146,5 +146,9 @@ def test_sampling_stop_strings_and_unsloth_keep_hf_generate(tiny, monkeypatch):
     assert not drops_finished_rows(model, Decoding(do_sample=True))
     assert not drops_finished_rows(model, Decoding(stop=("\n",)))
     assert not drops_finished_rows(model, Decoding(max_new_tokens=0))
+    monkeypatch.setattr(model.generation_config, "suppress_tokens", [0])  # generate would apply it: keep generate
+    assert not drops_finished_rows(model, Decoding())
+    monkeypatch.setattr(model.generation_config, "suppress_tokens", None)
+    assert drops_finished_rows(model, Decoding())
     monkeypatch.setitem(sys.modules, "unsloth", types.ModuleType("unsloth"))
     assert not drops_finished_rows(model, Decoding())
