@@ -1,16 +1,17 @@
-"""Benchmark: would a greedy decoding loop that drops finished rows pay on this CPU? Writes
+"""Benchmark: does a greedy decoding loop that drops finished rows pay on this CPU? Writes
 results/bench/drop-finished-<model>.json and .png.
 
     SAIE_DATA_DIR=... .venv/bin/python bench/bench_drop_finished.py --model smollm2-135m-instruct
 
 `model.generate` keeps every row of a batch in every decoding step until the longest row stops, so one long
-answer makes 31 finished rows ride along at batch 32. The prototype here (`greedy_dropping`; the same loop became
-saie_lib.greedy_decoding, the library's greedy decoding on CPU) removes a row from the batch and from the KV cache
-(`DynamicCache.batch_select_indices`) as soon as it emits a stop token. Both decode the same token-id prompts
-(the profile's evaluation prompts: cpu-quick's 30 evaluation examples per task, 192 new tokens, one batch of 32,
-the base model), greedily, EOS only, as evaluation does. Per task and dtype: seconds of each (one call each
-after a warm-up), the share of outputs word for word the same, new tokens per row and `row_steps_used` = the sum
-of row lengths / (rows x longest), the share of generate's row-steps that produce a kept token.
+answer makes 31 finished rows ride along at batch 32. saie_lib.greedy_decoding (the library's greedy decoding
+on CPU; the committed record was made with the same loop as a prototype in this script, git 8afbc90) removes a
+row from the batch and from the KV cache (`DynamicCache.batch_select_indices`) as soon as it emits a stop token.
+Both decode the same token-id prompts (the profile's evaluation prompts: cpu-quick's 30 evaluation examples per
+task, 192 new tokens, one batch of 32, the base model), greedily, EOS only, as evaluation does. Per task and
+dtype: seconds of each (one call each after a warm-up), the share of outputs word for word the same, new tokens
+per row and `row_steps_used` = the sum of row lengths / (rows x longest), the share of generate's row-steps that
+produce a kept token.
 """
 
 from __future__ import annotations
@@ -23,43 +24,23 @@ from bench_plots import bar_panels, save
 
 from saie_lib import artifacts
 from saie_lib.data import load_task
-from saie_lib.generation import Decoding, encode_prompts, generate_batch, render_chat, stop_token_ids
+from saie_lib.generation import (
+    Decoding,
+    drops_finished_rows,
+    encode_prompts,
+    hf_generate_batch,
+    render_chat,
+    stop_token_ids,
+)
+from saie_lib.greedy_decoding import decode_greedy
 from saie_lib.models import load_model
 from saie_lib.paths import results_dir
 from saie_lib.prompts import build_messages
 from saie_lib.tasks import get_task
 
 
-def greedy_dropping(model, tokenizer, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
-    """Greedy decoding of left-padded prompts with the KV cache, a row leaving the batch at its stop token."""
-    import torch
-    from transformers import DynamicCache
-
-    tokenizer.padding_side = "left"
-    encoded = tokenizer.pad({"input_ids": [list(p) for p in prompts]}, return_tensors="pt")
-    mask = encoded["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # as generate builds them for left padding
-    stops, rows = torch.tensor(stop_token_ids(tokenizer)), torch.arange(len(prompts))
-    tokens: list[list[int]] = [[] for _ in prompts]
-    cache = DynamicCache(config=model.config)
-    with torch.inference_mode():
-        logits = model(input_ids=encoded["input_ids"], attention_mask=mask, position_ids=positions,
-                       past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        for step in range(max_new_tokens):
-            chosen = logits.argmax(-1)
-            for row, token in zip(rows.tolist(), chosen.tolist()):
-                tokens[row].append(token)
-            alive = ~torch.isin(chosen, stops)
-            if step == max_new_tokens - 1 or not alive.any():
-                break
-            if not alive.all():
-                keep = alive.nonzero().squeeze(1)
-                cache.batch_select_indices(keep)
-                rows, chosen, mask, positions = rows[keep], chosen[keep], mask[keep], positions[keep]
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-            positions = positions[:, -1:] + 1
-            logits = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions,
-                           past_key_values=cache, use_cache=True).logits[:, -1]
+def dropped_texts(model, tokenizer, prompts: list[list[int]], new_tokens: int) -> list[str]:
+    tokens = decode_greedy(model, tokenizer, prompts, new_tokens, stop_token_ids(tokenizer))
     return [text.strip() for text in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 
 
@@ -74,9 +55,11 @@ def measure_task(model, tokenizer, task: str, args: argparse.Namespace) -> dict:
     prompts = encode_prompts(tokenizer, render_chat(tokenizer, [build_messages(e) for e in examples]))
     prompts = sorted(prompts, key=len, reverse=True)[: args.batch]  # one batch, longest first as generate sorts
     decoding = Decoding(max_new_tokens=args.new_tokens)
-    generate_batch(model, tokenizer, prompts[:2], Decoding(max_new_tokens=2))  # warm-up
-    generate_s, reference = timed_call(lambda: generate_batch(model, tokenizer, prompts, decoding))
-    dropping_s, dropped = timed_call(lambda: greedy_dropping(model, tokenizer, prompts, args.new_tokens))
+    if not drops_finished_rows(model, decoding):
+        raise SystemExit(f"{args.model} does not take the library's greedy loop here (saie_lib.generation)")
+    hf_generate_batch(model, tokenizer, prompts[:2], Decoding(max_new_tokens=2))  # warm-up
+    generate_s, reference = timed_call(lambda: hf_generate_batch(model, tokenizer, prompts, decoding))
+    dropping_s, dropped = timed_call(lambda: dropped_texts(model, tokenizer, prompts, args.new_tokens))
     lengths = [min(len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1, args.new_tokens)
                for text in reference]
     return {"task": task, "rows": len(prompts), "generate_s": generate_s, "dropping_s": dropping_s,
