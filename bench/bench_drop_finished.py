@@ -5,7 +5,8 @@ results/bench/drop-finished-<model>.json and .png.
 
 `model.generate` keeps every row of a batch in every decoding step until the longest row stops, so one long
 answer makes 31 finished rows ride along at batch 32. saie_lib.greedy_decoding (the library's greedy decoding
-on CPU; the committed record was made with the same loop as a prototype in this script, git 8afbc90) removes a
+on CPU, which `generate_batch` runs; the committed record was made with the same loop as a prototype in this
+script, git 8afbc90) removes a
 row from the batch and from the KV cache (`DynamicCache.batch_select_indices`) as soon as it emits a stop token.
 Both decode the same token-id prompts (the profile's evaluation prompts: cpu-quick's 30 evaluation examples per
 task, 192 new tokens, one batch of 32, the base model), greedily, EOS only, as evaluation does. Per task and
@@ -17,9 +18,9 @@ produce a kept token.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
+from bench_discussion import timed
 from bench_plots import bar_panels, save
 
 from saie_lib import artifacts
@@ -28,26 +29,14 @@ from saie_lib.generation import (
     Decoding,
     drops_finished_rows,
     encode_prompts,
+    generate_batch,
     hf_generate_batch,
     render_chat,
-    stop_token_ids,
 )
-from saie_lib.greedy_decoding import decode_greedy
 from saie_lib.models import load_model
 from saie_lib.paths import results_dir
 from saie_lib.prompts import build_messages
 from saie_lib.tasks import get_task
-
-
-def dropped_texts(model, tokenizer, prompts: list[list[int]], new_tokens: int) -> list[str]:
-    tokens = decode_greedy(model, tokenizer, prompts, new_tokens, stop_token_ids(tokenizer))
-    return [text.strip() for text in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
-
-
-def timed_call(fn) -> tuple[float, list[str]]:
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
 
 
 def measure_task(model, tokenizer, task: str, args: argparse.Namespace) -> dict:
@@ -58,8 +47,8 @@ def measure_task(model, tokenizer, task: str, args: argparse.Namespace) -> dict:
     if not drops_finished_rows(model, decoding):
         raise SystemExit(f"{args.model} does not take the library's greedy loop here (saie_lib.generation)")
     hf_generate_batch(model, tokenizer, prompts[:2], Decoding(max_new_tokens=2))  # warm-up
-    generate_s, reference = timed_call(lambda: hf_generate_batch(model, tokenizer, prompts, decoding))
-    dropping_s, dropped = timed_call(lambda: dropped_texts(model, tokenizer, prompts, args.new_tokens))
+    generate_s, reference = timed(lambda: hf_generate_batch(model, tokenizer, prompts, decoding), 1)
+    dropping_s, dropped = timed(lambda: generate_batch(model, tokenizer, prompts, decoding), 1)
     lengths = [min(len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1, args.new_tokens)
                for text in reference]
     return {"task": task, "rows": len(prompts), "generate_s": generate_s, "dropping_s": dropping_s,

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .greedy_decoding import decode_greedy
+from .greedy_decoding import decode_greedy, left_padded
 from .progress import progress_bar
 from .prompts import has_chat_template, render_plain
 
@@ -130,9 +130,9 @@ def hf_generate_batch(model: Any, tokenizer: Any, prompts: Sequence[list[int]], 
     import torch
     from transformers import GenerationConfig
 
-    tokenizer.padding_side = "left"  # encoder-decoder models too: padding is masked, T5's position bias is relative
-    encoded = tokenizer.pad({"input_ids": [list(p) for p in prompts]}, return_tensors="pt")
-    encoded = {k: v.to(model.device) for k, v in encoded.items()}
+    # encoder-decoder models are left padded too: padding is masked, T5's position bias is relative
+    input_ids, attention_mask = left_padded(tokenizer, prompts)
+    encoded = {"input_ids": input_ids.to(model.device), "attention_mask": attention_mask.to(model.device)}
     stops = {"stop_strings": list(decoding.stop)} if decoding.stop else {}
     config = GenerationConfig(**generation_settings(decoding), **stops, eos_token_id=stop_token_ids(tokenizer),
                               pad_token_id=tokenizer.pad_token_id)
