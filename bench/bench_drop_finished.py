@@ -6,8 +6,8 @@ results/bench/drop-finished-<model>.json and .png.
 `model.generate` keeps every row of a batch in every decoding step until the longest row stops, so one long
 answer makes 31 finished rows ride along at batch 32. saie_lib.greedy_decoding (the library's greedy decoding
 on CPU, which `generate_batch` runs; the committed record was made with the same loop as a prototype in this
-script, git 8afbc90) removes a
-row from the batch and from the KV cache (`DynamicCache.batch_select_indices`) as soon as it emits a stop token.
+script, git 8afbc90) removes a row from the batch and from the KV cache (`DynamicCache.batch_select_indices`) as
+soon as it emits a stop token.
 Both decode the same token-id prompts (the profile's evaluation prompts: cpu-quick's 30 evaluation examples per
 task, 192 new tokens, one batch of 32, the base model), greedily, EOS only, as evaluation does. Per task and
 dtype: seconds of each (one call each after a warm-up), the share of outputs word for word the same, new tokens
