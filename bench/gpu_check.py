@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,14 +49,14 @@ ARCHITECTURES = {  # Qwen2 configs of the real checkpoints (vocabulary replaced,
 GSM8K_TRAIN, GSM8K_TEST, WARMUP, ROUNDS = 7473, 1319, 0.2, 2
 
 
-def build_model(arch: str, folder: Path, dtype: str, new_tokens: int) -> Path:
+def build_model(arch: str, folder: Path, dtype: str, new_tokens: int, tokenizer_from: str) -> Path:
     """A random-weight model of `arch` with SmolLM2's tokenizer, saved where Learner/Unsloth load local models.
     Its generation config asks for `new_tokens` at least (a random model may stop at once): every generation
     runs its full length, so the timings are those of real answers of that length."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct").path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_from).path)
     config = Qwen2Config(**ARCHITECTURES[arch], vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
@@ -97,6 +98,11 @@ def backend_record(backend: str, folder: Path, args, examples) -> dict:
         learner = load(backend, folder, args.device)
     except ImportError as error:  # Unsloth not installed on this machine: say so, measure the rest
         return {"available": False, "error": str(error)}
+    except Exception as error:  # noqa: BLE001 - a broken Unsloth install must not lose the peft numbers
+        if backend == "peft":
+            raise
+        return {"available": False, "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(limit=8)}
     record = {"available": True, "precision": learner.info.get("precision"),
               "training": training_throughput(learner, examples, args.steps, args.max_seq_len)}
     if backend == "peft":
@@ -135,15 +141,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--max-seq-len", type=int, default=768)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--tokenizer", default="smollm2-135m-instruct",
+                        help="model alias or local folder whose tokenizer the random model uses (a folder on a "
+                             "machine without the embedded GGUF package, e.g. a built tiny-random-smollm2)")
+    parser.add_argument("--source-sha", help="the commit a copied work tree without .git was made from")
     parser.add_argument("--dry-run", action="store_true", help="CPU smoke run: 1 step, 8 new tokens, batch 2")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.dry_run:
         args.steps, args.new_tokens, args.batch, args.dtype = 1, 8, 2, "float32"
     env = artifacts.env_record()
+    if env["git_sha"] is None and args.source_sha:  # a copy of the work tree (a lent GPU machine has no .git)
+        env.update(git_sha=args.source_sha, git_sha_from="--source-sha")
     examples = load_task("gsm8k", "train", data_dir=str(FIXTURES), limit=args.batch, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build_model(args.arch, Path(tmp) / args.arch, args.dtype, args.new_tokens)
+        folder = build_model(args.arch, Path(tmp) / args.arch, args.dtype, args.new_tokens, args.tokenizer)
         record = {"arch": args.arch, "vocabulary": "SmolLM2 tokenizer (49,152), not Qwen's 151,936",
                   "weights": "random (timing and memory do not depend on them); generations forced to new_tokens",
                   "batch": args.batch, "new_tokens": args.new_tokens, "max_seq_len": args.max_seq_len,
