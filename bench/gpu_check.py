@@ -126,6 +126,26 @@ def projection(peft: dict, batch: int) -> dict:
             "train_hours": train_s / 3600, "eval_hours": eval_s / 3600, "saie_run_hours": (train_s + eval_s) / 3600}
 
 
+def plot(record: dict, path: Path) -> None:
+    """Training tokens/s by backend, and where a discussion step's seconds go."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from bench_plots import save
+
+    backends = [b for b in ("peft", "unsloth") if record["backends"][b].get("available")]
+    parts = record["backends"]["peft"]["parts"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 2]})
+    left.bar(backends, [record["backends"][b]["training"]["tokens_per_s"] for b in backends],
+             color=["#4c72b0", "#dd8452"][: len(backends)])
+    left.set(ylabel="tokens / s", title="LoRA training")
+    right.barh([name.removesuffix("_s").replace("_", " ") for name in parts], list(parts.values()), color="#55a868")
+    right.set(xlabel="seconds", title=f"one discussion step, peft ({record['new_tokens']} new tokens a turn)")
+    fig.suptitle(f"{record['arch']} (random weights), {record['device'].get('gpu', 'CPU')}, batch {record['batch']}")
+    save(fig, path)
+
+
 def peak_gpu_gb() -> float | None:
     import torch
 
@@ -144,15 +164,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--tokenizer", default="smollm2-135m-instruct",
                         help="model alias or local folder whose tokenizer the random model uses (a folder on a "
                              "machine without the embedded GGUF package, e.g. a built tiny-random-smollm2)")
-    parser.add_argument("--source-sha", help="the commit a copied work tree without .git was made from")
+    parser.add_argument("--source-sha",
+                        help="the commit a copied work tree was made from (recorded instead of its .git's HEAD)")
     parser.add_argument("--dry-run", action="store_true", help="CPU smoke run: 1 step, 8 new tokens, batch 2")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--plot", type=Path, help="only draw the figure of this record (into --out)")
     args = parser.parse_args(argv)
+    if args.plot:
+        record = json.loads(args.plot.read_text())
+        plot(record, args.out / args.plot.with_suffix(".png").name)
+        return record
     if args.dry_run:
         args.steps, args.new_tokens, args.batch, args.dtype = 1, 8, 2, "float32"
     env = artifacts.env_record()
-    if env["git_sha"] is None and args.source_sha:  # a copy of the work tree (a lent GPU machine has no .git)
-        env.update(git_sha=args.source_sha, git_sha_from="--source-sha")
+    if args.source_sha:  # a copied work tree: its .git, if any came along, need not be the commit that ran
+        env.update(git_sha=args.source_sha, git_dirty=None, git_sha_from="--source-sha")
     examples = load_task("gsm8k", "train", data_dir=str(FIXTURES), limit=args.batch, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_model(args.arch, Path(tmp) / args.arch, args.dtype, args.new_tokens, args.tokenizer)
@@ -168,6 +194,7 @@ def main(argv=None) -> dict:
                   device=env["device"], env=env)
     args.out.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(args.out / f"gpu_check-{args.arch}.json", record)
+    plot(record, args.out / f"gpu_check-{args.arch}.png")
     headline = {k: record.get(k) for k in ("arch", "device", "unsloth_over_peft", "peak_gpu_gb")}
     headline["saie_run_hours"] = record["projected_gsm8k_saie"]["saie_run_hours"]
     headline["peft_tokens_per_s"] = peft["training"]["tokens_per_s"]
