@@ -41,7 +41,7 @@ FIXES = {
 }
 RESUMES = "Nothing finished is lost: run the same command again and the run resumes where it stopped."
 # How libraries written in other languages spell the OS error (safetensors: "os error 28"; SQLite: its own words).
-_TEXT_ERRNO = [(re.compile(r"os error (\d+)|\[Errno (\d+)\]"), None),
+_TEXT_ERRNO = [(re.compile(r"os error (\d+)|\[Errno (\d+)\]|Os \{ code: (\d+)"), None),
                (re.compile(r"No space left on device|database or disk is full", re.I), errno.ENOSPC),
                (re.compile(r"Read-only file system|readonly database", re.I), errno.EROFS),
                (re.compile(r"Permission denied", re.I), errno.EACCES)]
