@@ -13,6 +13,7 @@ import time
 
 import pytest
 from conftest import REPO
+from run_records import run_records
 
 from saie_lib import run_lock
 from saie_lib.processes import process_alive, process_start
@@ -220,3 +221,34 @@ def test_contending_writers_append_every_row_once_in_order(tmp_path):
     assert [r["row"] for r in rows] == list(range(10))
     assert {r["writer"] for r in rows} == {(tmp_path / "done").read_text()}
     assert not run_lock.lock_path(tmp_path).exists()
+
+
+TRAIN_TINY = """
+import sys
+from saie_lib.config import TrainConfig, load_config
+from saie_lib.stages.train import train
+cfg = load_config("train-tiny", cls=TrainConfig, task="commonsense_qa", limit=4, eval_limit=2, data_dir=sys.argv[1],
+                  results_root=sys.argv[2])
+print(train(cfg, progress=False).name)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_training_one_run_leave_the_records_of_one(tmp_path, data_dir, monkeypatch):
+    """Two processes start the same tiny training run on one results folder (and one remark cache, as two
+    terminals would): one trains, the other waits and reuses the finished run; the records equal a run alone."""
+    monkeypatch.setenv("SAIE_REMARK_CACHE", str(tmp_path / "together" / "remarks.sqlite"))
+    together = [python(TRAIN_TINY, data_dir, tmp_path / "together" / "results") for _ in range(2)]
+    outputs = [process.communicate(timeout=600) for process in together]
+    assert [process.returncode for process in together] == [0, 0], [error[-2000:] for _, error in outputs]
+    assert sum("Waiting for it to finish" in error for _, error in outputs) == 1
+    monkeypatch.setenv("SAIE_REMARK_CACHE", str(tmp_path / "alone" / "remarks.sqlite"))
+    alone = python(TRAIN_TINY, data_dir, tmp_path / "alone" / "results")
+    out, error = alone.communicate(timeout=600)
+    assert alone.returncode == 0, error[-2000:]
+    name = out.strip()
+    assert [o.strip() for o, _ in outputs] == [name, name]
+    folder = next((tmp_path / "alone" / "results" / "runs").glob(f"*/{name}"))
+    records = run_records(folder)
+    assert "env.json" in records and "env-2.json" not in records and "metrics.json" in records
+    assert run_records(tmp_path / "together" / folder.relative_to(tmp_path / "alone")) == records
