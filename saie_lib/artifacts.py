@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .paths import repo_root
+from .write_errors import writes_path
 
 RUN_FILES = {
     "config": "config.json",
@@ -48,6 +49,7 @@ def setting_samples(run_dir: str | Path, setting: str) -> Path:
     return Path(run_dir) / f"samples.{setting}.jsonl"
 
 
+@writes_path
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     path = Path(path)
@@ -77,6 +79,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+@writes_path
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Append whole lines and fsync: a killed run leaves at most one incomplete last line."""
     path = Path(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import read_json, run_file, write_json
+from .write_errors import writes_path
 
 KEEP_LAST = 2
 
@@ -20,6 +21,7 @@ def checkpoints_dir(run_dir: str | Path) -> Path:
     return run_file(run_dir, "checkpoints")
 
 
+@writes_path
 def save_checkpoint(run_dir: str | Path, learner: Any, optimizer: Any, cursor: dict[str, Any]) -> Path:
     """checkpoints/batch-<n>/ with the adapter, optimizer.pt, rng.pt and cursor.json; older ones pruned."""
     import torch

@@ -1,5 +1,6 @@
-"""Audit and repair the committed run records: list what still names a machine or looks like a secret, and
-rewrite old absolute roots (and frozen progress widgets) out of a tree of records.
+"""Audit and repair the committed run records: list what still names a machine or looks like a secret, and the
+run dirs whose logs hold a row twice or out of order (file and row, `run_consistency`), and rewrite old
+absolute roots (and frozen progress widgets) out of a tree of records.
 
     python -m saie_lib.record_audit --check results
     python -m saie_lib.record_audit --rewrite results --old-root /clone/results= \\
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .portable import PROTECTED_KEYS, Roots, _home, _normalized_root, rewrite_text
+from .run_consistency import tree_findings
 
 MAX_SCAN_BYTES = 5 * 1024 * 1024
 BINARY_SUFFIXES = frozenset({
@@ -31,7 +33,7 @@ BINARY_SUFFIXES = frozenset({
 })
 # Never committed (see .gitignore): model weights, checkpoints, partial samples, editor state.
 EXCLUDED_DIRS = frozenset({"adapter", "checkpoints", "merged-16bit", ".ipynb_checkpoints", ".git", "__pycache__"})
-EXCLUDED_SUFFIXES = (".partial.jsonl",)
+EXCLUDED_SUFFIXES = (".partial.jsonl", "writer.lock", "writer.lock.break")  # lock files name the host
 _PATH_START = r"(?:(?<![\w.~$-])|(?<=\\[nrt]))"  # a path starts here, also right after a JSON \n escape
 MACHINE_PATH = re.compile(_PATH_START + r"/(?:tmp|work|root|home|Users|mnt|content)/[^\s\"',;)\]}>]*"
                           r"|\b[A-Za-z]:(?:\\\\|\\|/)Users\b[^\s\"',;)\]}>]*")
@@ -223,7 +225,8 @@ def _parse_old_root(text: str) -> tuple[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m saie_lib.record_audit", description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--check", metavar="DIR", help="list machine paths and secret-like tokens; exit 1 if any")
+    action.add_argument("--check", metavar="DIR", help="list machine paths, secret-like tokens and rows written "
+                                                       "twice or out of order; exit 1 if any")
     action.add_argument("--rewrite", metavar="DIR", help="rewrite the text files under DIR in place")
     parser.add_argument("--old-root", action="append", type=_parse_old_root, default=[], metavar="OLD=NEW",
                         help="with --rewrite: map OLD/rest to NEW/rest (empty NEW: rest); first match wins")
@@ -241,7 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     findings = find_unportable(args.check)
     for name, line, text in findings:
         print(f"{name}:{line}: {text}")
-    return 1 if findings else 0
+    inconsistent = tree_findings(args.check)  # rows twice or out of order: a run written by two processes
+    for finding in inconsistent:
+        print(finding)
+    return 1 if findings or inconsistent else 0
 
 
 if __name__ == "__main__":

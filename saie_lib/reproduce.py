@@ -5,6 +5,10 @@ experiment's folder (results/runs/<profile>/<experiment>/), skips experiments wh
 and lets the library resume unfinished runs from their checkpoints. Then runs notebooks/90_figures_tables,
 which builds the combined tables, figures and results/README.md from run dirs only. Every invocation appends
 what it did, and how long each notebook took, to results/runs/<profile>/reproduce_log.jsonl.
+
+Two invocations on one results folder never write the same thing at once: an experiment (and the summary) is
+run holding its folder's lock (`run_lock`), so the second waits for what the first is running and then skips
+it as finished.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import artifacts
+from . import artifacts, run_lock
 from .experiments import (
     EXPERIMENTS,
     MARKER,
@@ -35,6 +39,7 @@ from .profiles import Profile, load_profile
 from .resources import allocator
 from .stages.challenge import challenge_run_dir
 from .stages.discuss import inference_run_dir
+from .write_errors import RunWriteError
 
 SUMMARY_NOTEBOOK = "90_figures_tables.ipynb"
 
@@ -121,10 +126,18 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
     return "re-executed" if finished else "ran"
 
 
+def run_one_locked(profile: Profile, name: str, *, results_root: Path, **options: Any) -> str:
+    """`run_one` holding the experiment folder's lock: a second `make reproduce` on the same results waits for
+    an experiment that another one is running, then skips it as finished (or resumes what that one left)."""
+    with run_lock.hold(experiment_dir(profile.name, name, results_root), what="experiment"):
+        return run_one(profile, name, results_root=results_root, **options)
+
+
 def build_summary(results_root: Path, *, progress: bool) -> Path:
     output = results_root / "runs" / SUMMARY_NOTEBOOK
-    execute(SUMMARY_NOTEBOOK, output, {"results_root": str(results_root)}, progress=progress,
-            results_root=results_root)
+    with run_lock.hold(results_root / "runs", what="the summary (tables, figures, results page) of"):
+        execute(SUMMARY_NOTEBOOK, output, {"results_root": str(results_root)}, progress=progress,
+                results_root=results_root)
     return output
 
 
@@ -137,8 +150,8 @@ def reproduce(profile_name: str, experiments: Sequence[str] | None = None, *, da
     names = list(experiments or profile.experiments or EXPERIMENTS)
     for name in names:
         get_experiment(name)
-    statuses = {name: run_one(profile, name, data_dir=data_dir, results_root=root, force=force,
-                              progress=progress) for name in names}
+    statuses = {name: run_one_locked(profile, name, data_dir=data_dir, results_root=root, force=force,
+                                     progress=progress) for name in names}
     if summary:
         build_summary(root, progress=progress)
     return statuses
@@ -162,8 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("note: running on glibc's malloc; CPU training peaks at about twice its live memory. With tcmalloc "
               "installed (apt install libtcmalloc-minimal4, or conda's gperftools) `make reproduce` preloads it.",
               file=sys.stderr)
-    statuses = reproduce(args.profile, names, data_dir=args.data_dir, results_root=args.results_root,
-                         summary=not args.no_summary, force=args.force)
+    try:
+        statuses = reproduce(args.profile, names, data_dir=args.data_dir, results_root=args.results_root,
+                             summary=not args.no_summary, force=args.force)
+    except RunWriteError as error:  # the message names the path, what to change, and that the run resumes
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     for name, status in statuses.items():
         print(f"{name}: {status}")
     return 0

@@ -105,6 +105,33 @@ def test_an_unfinished_run_is_redone_alone(reproduced, data_dir):
     assert (folder / marker["conditions"]["none"] / "metrics.json").read_bytes() == untouched
 
 
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_two_reproduce_started_at_once_write_every_run_once(reproduced, data_dir, tmp_path):
+    """`make reproduce` twice at once on one results folder (real processes): one runs the experiment, the other
+    waits for it and skips it as finished; every run's records equal those of the reproduction run alone."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from run_records import run_records
+
+    command = [sys.executable, "-m", "saie_lib.reproduce", "--profile", "tiny", "--experiments", "math",
+               "--no-summary", "--data-dir", str(data_dir), "--results-root", str(tmp_path)]
+    both = [subprocess.Popen(command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)]
+    outputs = [process.communicate(timeout=1200) for process in both]
+    assert [p.returncode for p in both] == [0, 0], [error[-2000:] for _, error in outputs]
+    assert sorted(out.strip() for out, _ in outputs) == ["math: ran", "math: skipped"]
+    assert any("experiment " in error and "Waiting for it to finish" in error for _, error in outputs)
+    alone, together = (root / "runs" / "tiny" / "math" for root in (reproduced[0], tmp_path))
+    marker = json.loads((alone / "experiment.json").read_text())
+    assert json.loads((together / "experiment.json").read_text()) == marker
+    for seed, runs in marker["seeds"].items():
+        for condition, name in runs.items():
+            assert run_records(together / name) == run_records(alone / name), (seed, condition)
+
+
 def test_inference_experiment_needs_its_training_runs(data_dir, tmp_path):
     from saie_lib.experiments import inference_configs
     from saie_lib.profiles import load_profile

@@ -5,27 +5,33 @@
 - `discuss`: discussion at inference time (individual, self-discussion, multi-agent, ...) for one model.
 
 Every stage opens its run the same way, through `open_run` and `record_session` below: run dir from the
-config's identity -> finished? (then reuse it) -> prepare (config.json) -> seed -> record the session (env.json).
+config's identity -> finished? (then reuse it) -> the run's lock (`single_writer`: one process writes a run)
+-> prepare (config.json) -> seed -> record the session (env.json) -> ... -> consistent? -> metrics.json.
 The helpers they build on (`evaluation`, `training`, `inference`, `discussion`) live beside this package.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .. import artifacts
-from ..config import RunConfig, to_dict
+from .. import artifacts, run_lock
+from ..config import RunConfig, TrainConfig, to_dict
 from ..data.io import resolve_data_dir
 from ..generation import set_seed
 from ..models import uses_plain_prompts
-from ..paths import run_dir
+from ..paths import remark_cache_file, run_dir
 from ..portable import portable
 from ..prompts import prompt_version
 from ..resources import peak_memory
+from ..run_consistency import check_consistent
+from ..write_errors import REMARK_CACHE_SETTING, check_writable_folder, naming_write_errors
+
+T = TypeVar("T")
 
 
 def stage_identity(cfg: RunConfig, **extra: Any) -> dict[str, Any]:
@@ -47,11 +53,30 @@ class UnfinishedRunError(RuntimeError):
     """A run that produced nothing valid (no examples, no steps, a diverged loss): never marked finished."""
 
 
+def single_writer(run_dir_of: Callable[[Any], Path]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator of a stage `stage(cfg, ...)`: the stage writes its run dir `run_dir_of(cfg)` holding the run's
+    lock (`run_lock`). Another process writing that run is waited for; the run is then reused if it finished,
+    resumed if not. A finished run is returned without taking the lock, so finished records are read even from
+    a read-only copy; a full disk or read-only file system met while writing is named (`write_errors`)."""
+    def decorate(stage: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(stage)
+        def run(cfg: Any, *args: Any, **kwargs: Any) -> T:
+            out = run_dir_of(cfg)
+            if artifacts.is_finished(out):
+                return stage(cfg, *args, **kwargs)
+            with run_lock.hold(out, what="run"), naming_write_errors(out, certain=False):
+                return stage(cfg, *args, **kwargs)
+        return run
+    return decorate
+
+
 def open_run(out: Path, identity: dict[str, Any], cfg: RunConfig) -> bool:
-    """False when `out` holds a finished run (reuse it as it is); else write its config, clear what an
-    interrupted write left behind, and seed: True."""
+    """False when `out` holds a finished run (reuse it as it is); else check that the folders it will write
+    can be written, write its config, clear what an interrupted write left behind, and seed: True."""
     if artifacts.is_finished(out):
         return False
+    if isinstance(cfg, TrainConfig):  # partner remarks are cached as they come: fail now, not after a batch
+        check_writable_folder(Path(cfg.remark_cache or remark_cache_file()).parent, REMARK_CACHE_SETTING)
     artifacts.prepare_run_dir(out, identity, portable_record(cfg, to_dict(cfg)))
     artifacts.remove_stale_temp_files(out)
     set_seed(cfg.seed)
@@ -65,7 +90,7 @@ def starting(out: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if out.is_dir() and {p.name for p in out.iterdir()} <= {artifacts.RUN_FILES["config"]}:
+        if out.is_dir() and {p.name for p in out.iterdir()} <= {artifacts.RUN_FILES["config"], run_lock.LOCK_NAME}:
             shutil.rmtree(out)
         raise
 
@@ -78,11 +103,14 @@ def record_session(out: Path, cfg: RunConfig, *, resolved: dict[str, Any], **fac
 
 
 def write_metrics(out: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:
-    """metrics.json, written last: its presence marks the run finished, so a run that evaluated nothing is
-    refused here and stays unfinished."""
+    """metrics.json, written last: its presence marks the run finished, so a run that evaluated nothing, whose
+    logs hold a row twice or out of order, or whose lock this process no longer holds is refused here and
+    stays unfinished."""
     if not metrics.get("n"):
         raise UnfinishedRunError(f"{out}: evaluated 0 examples (task {cfg.task}); check the split, limit and "
                                  "data: the run stays unfinished")
+    run_lock.ensure_held(out)
+    check_consistent(out)
     path = artifacts.run_file(out, "metrics")
     artifacts.write_json(path, portable_record(cfg, {**metrics, "resources": peak_memory()}))
     return path

@@ -34,7 +34,16 @@ from ..parsing import RULES_VERSION
 from ..progress import progress_bar
 from ..prompts import build_messages
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, run_prompt_version, stage_identity, starting, write_metrics
+from . import (
+    named_run_dir,
+    open_run,
+    record_session,
+    run_prompt_version,
+    single_writer,
+    stage_identity,
+    starting,
+    write_metrics,
+)
 
 
 def run_identity(cfg: ChallengeConfig) -> dict[str, Any]:
@@ -119,6 +128,7 @@ def run_task(cfg: ChallengeConfig, out: Path, loaded: tuple, items: list[Challen
     return [done[i.id] for i in items]
 
 
+@single_writer(challenge_run_dir)
 def run_challenge(cfg: ChallengeConfig, *, progress: bool = True) -> Path:
     """The challenge on every task of `cfg`; a finished task is kept, a finished run is reused as it is."""
     out = challenge_run_dir(cfg)

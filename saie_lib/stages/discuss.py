@@ -25,7 +25,16 @@ from ..partners.local import AdapterOffPartner, LocalModelPartner
 from ..progress import progress_bar
 from ..stats import reasoning_rouge
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, run_prompt_version, stage_identity, starting, write_metrics
+from . import (
+    named_run_dir,
+    open_run,
+    record_session,
+    run_prompt_version,
+    single_writer,
+    stage_identity,
+    starting,
+    write_metrics,
+)
 
 
 def run_identity(cfg: InferenceConfig) -> dict[str, Any]:
@@ -120,6 +129,7 @@ def setting_metrics(rows: list[dict], examples: list, seed: int) -> dict[str, An
     }
 
 
+@single_writer(inference_run_dir)
 def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     """All configured settings on the same examples; finished settings are kept, a finished run is reused."""
     out = inference_run_dir(cfg)

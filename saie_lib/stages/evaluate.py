@@ -16,7 +16,16 @@ from ..evaluation import evaluate
 from ..learner import load_as_learner, loads_as_learner
 from ..models import load_model
 from ..tasks import get_task
-from . import named_run_dir, open_run, record_session, run_prompt_version, stage_identity, starting, write_metrics
+from . import (
+    named_run_dir,
+    open_run,
+    record_session,
+    run_prompt_version,
+    single_writer,
+    stage_identity,
+    starting,
+    write_metrics,
+)
 
 
 def resolved_split(cfg: EvalConfig) -> str:
@@ -60,6 +69,7 @@ class LazyModel:
         return self._bundle
 
 
+@single_writer(eval_run_dir)
 def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress: bool = True) -> Path:
     """Evaluate cfg.model on cfg.task; an identical finished run is returned as it is, an unfinished one resumes."""
     out = eval_run_dir(cfg)

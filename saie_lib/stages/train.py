@@ -45,6 +45,7 @@ from . import (
     open_run,
     record_session,
     run_prompt_version,
+    single_writer,
     stage_identity,
     starting,
     write_metrics,
@@ -283,6 +284,7 @@ def discussion_summary(s: Session) -> dict[str, Any]:
     return {"partner": partner, "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries}}
 
 
+@single_writer(training_run_dir)
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     """Train and evaluate one learner; a finished identical run is returned untouched, an unfinished one resumes."""
     out = training_run_dir(cfg)
