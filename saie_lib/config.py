@@ -11,7 +11,14 @@ from typing import Any
 
 from . import config_checks
 from .conditions import INFERENCE_SETTINGS, NO_PARTNER_POLICIES, REMARK_POLICIES
-from .config_checks import check_choice, check_min, check_partner, check_positive, check_run_fields
+from .config_checks import (
+    check_choice,
+    check_min,
+    check_partner,
+    check_positive,
+    check_run_fields,
+    check_upper_bounds,
+)
 from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
@@ -35,6 +42,7 @@ class RunConfig:
 
     def _check_model_fields(self) -> None:
         check_run_fields(self)
+        check_upper_bounds(self)
         check_choice(self, "task", tuple(TASKS))
         check_choice(self, "dtype", DTYPES)
         check_choice(self, "device", DEVICES)

@@ -10,6 +10,20 @@ from typing import Any
 from .models import MODEL_ALIASES
 
 MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_NEW_TOKENS = 32768  # the longest context of the models used here (Qwen2.5); the model's own context is checked
+MAX_EXAMPLES = 1_000_000  # per run; the largest split (MMLU test) has 14,042
+# Upper bounds of the config fields that set a size (of memory, time or generations), checked when the config is
+# read, so that an absurd value is refused up front and not met as a MemoryError or a run that never ends.
+UPPER_BOUNDS = {
+    "limit": MAX_EXAMPLES, "eval_limit": MAX_EXAMPLES, "limits": MAX_EXAMPLES,
+    "max_new_tokens": MAX_NEW_TOKENS, "learner_max_new_tokens": MAX_NEW_TOKENS,
+    "partner_max_new_tokens": MAX_NEW_TOKENS, "eval_max_new_tokens": MAX_NEW_TOKENS,
+    "final_max_new_tokens": MAX_NEW_TOKENS, "remark_max_tokens": MAX_NEW_TOKENS, "max_seq_len": 4 * MAX_NEW_TOKENS,
+    "micro_batch_tokens": 64 * MAX_NEW_TOKENS,
+    "batch_size": 4096, "eval_batch_size": 4096,
+    "rounds": 32, "agents": 32, "stance_retries": 32,  # each multiplies the generations per example
+    "partner_max_retries": 100, "partner_concurrency": 1024, "checkpoint_every": MAX_EXAMPLES, "lora_r": 4096,
+}
 # A study names a folder under results/runs/: one or more path parts of plain characters, never '.' or '..'.
 _STUDY_PART_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
@@ -24,6 +38,31 @@ def check_min(cfg: Any, name: str, minimum: int) -> None:
     value = getattr(cfg, name)
     if value is not None and value < minimum:
         raise ValueError(f"config field {name!r} = {value!r}; expected an integer >= {minimum}")
+
+
+def check_upper_bounds(cfg: Any) -> None:
+    """Every size field of `cfg` (one number, or one per task) within its UPPER_BOUNDS entry."""
+    for name, bound in UPPER_BOUNDS.items():
+        value = getattr(cfg, name, None)
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(v, int) and v > bound for v in values):
+            raise ValueError(f"config field {name!r} = {_shown(value)}; expected at most {bound:,} (an upper bound "
+                             "on sizes, so that an absurd value is refused before any work)")
+
+
+def _shown(value: Any) -> str:
+    text = repr(list(value) if isinstance(value, tuple) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_fits_context(cfg: Any, context: int | None, names: tuple[str, ...]) -> None:
+    """Token fields of `cfg` (one number, or one per task) within the loaded model's context (None: unknown)."""
+    for name in names:
+        value = getattr(cfg, name, None)
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if context is not None and any(isinstance(v, int) and v > context for v in values):
+            raise ValueError(f"config field {name!r} = {_shown(value)} is more than the model's context of "
+                             f"{context:,} tokens (config.max_position_embeddings); lower it")
 
 
 def check_run_fields(cfg: Any) -> None:

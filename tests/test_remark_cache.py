@@ -204,14 +204,26 @@ def test_put_many_refuses_an_unusable_remark_and_stores_none(cache):
     assert cache.stats()["entries"] == 0
 
 
-def test_an_empty_entry_left_by_older_code_is_a_miss(cache):
-    with cache._db:
-        cache._db.execute("INSERT INTO remarks VALUES (?, '', 1, 0, NULL, 0)",
-                          (remark_key("fake:counting", conversation(0), SAMPLING),))
-    partner = CachedPartner(CountingPartner(), cache)
-    [reply] = partner.chat([conversation(0)], SAMPLING)
-    assert reply.text and not reply.cached and partner.calls_made == 1
-    assert partner.chat([conversation(0)], SAMPLING)[0].cached
+OLD_SCHEMA = """CREATE TABLE remarks (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, cost_usd REAL, created_at REAL NOT NULL)"""
+
+
+def old_cache_file(path: Path, entries: dict[str, str]) -> Path:
+    """A cache file as the code before checksums wrote it."""
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+        db.executemany("INSERT INTO remarks VALUES (?, ?, 1, 0, NULL, 0)", list(entries.items()))
+    db.close()
+    return path
+
+
+def test_an_empty_entry_left_by_older_code_is_a_miss(tmp_path):
+    key = remark_key("fake:counting", conversation(0), SAMPLING)
+    with RemarkCache(old_cache_file(tmp_path / "old.sqlite", {key: ""})) as cache:
+        partner = CachedPartner(CountingPartner(), cache)
+        [reply] = partner.chat([conversation(0)], SAMPLING)
+        assert reply.text and not reply.cached and partner.calls_made == 1
+        assert partner.chat([conversation(0)], SAMPLING)[0].cached
 
 
 def test_replies_that_arrived_are_cached_when_the_batch_fails(tmp_path, monkeypatch):
