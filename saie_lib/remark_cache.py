@@ -138,17 +138,17 @@ class RemarkCache:
         warn(f"remark cache {self.path} was damaged ({error}); moved it aside to {target.name} and started a fresh "
              "cache: its remarks will be asked for again")
 
-    def _healing(self, operation: Callable[[], Any]) -> Any:
-        """`operation`, run again on a fresh cache if the file turns out to be damaged while in use."""
+    def _healing(self, operation: Callable[..., Any], *args: Any) -> Any:
+        """`operation(*args)`, run again on a fresh cache if the file turns out to be damaged while in use."""
         try:
-            return operation()
+            return operation(*args)
         except sqlite3.DatabaseError as error:
             if not _is_damage(error):
                 raise
             self._db.close()
             self._move_aside(error)
             self._db = self._connect()
-            return operation()
+            return operation(*args)
 
     def get_many(self, keys: Iterable[str], budget: Any = None) -> dict[str, Reply]:
         """The cached replies (cached=True) among `keys`, cut to `budget` (a RemarkBudget) when given; hits and
@@ -157,15 +157,17 @@ class RemarkCache:
         unique = list(dict.fromkeys(keys))
         found: dict[str, Reply] = {}
         for start in range(0, len(unique), LOOKUP_CHUNK):
-            chunk = unique[start:start + LOOKUP_CHUNK]
-            query = f"SELECT {STORED}, checksum FROM remarks WHERE key IN ({','.join('?' * len(chunk))})"
-            for row in self._healing(lambda: self._db.execute(query, chunk).fetchall()):
+            for row in self._healing(self._select, unique[start:start + LOOKUP_CHUNK]):
                 reply = self._served(row, budget)
                 if reply is not None:
                     found[row[0]] = reply
         self.hits += sum(key in found for key in keys)
         self.misses += sum(key not in found for key in keys)
         return found
+
+    def _select(self, keys: list[str]) -> list[tuple]:
+        query = f"SELECT {STORED}, checksum FROM remarks WHERE key IN ({','.join('?' * len(keys))})"
+        return self._db.execute(query, keys).fetchall()
 
     def _served(self, row: tuple, budget: Any) -> Reply | None:
         """The reply an entry serves under `budget`, or None (a checksum mismatch, another budget, unusable)."""
