@@ -116,6 +116,9 @@ class TrainConfig(RunConfig):
     partner_concurrency: int | None = None  # api partners: requests in flight; None: the client's default
     partner_outage_wait_s: float | None = None  # api partners: how long to wait out an outage; None: default
     remark_cache: str | None = None  # SQLite file of partner remarks; None: <cache dir>/remarks.sqlite
+    # a partner remark is cut to this many tokens (the learner's tokenizer) before the learner reads it, the cut
+    # counted in the transcript and metrics; None: max_seq_len // 4 (room for the question, answers and revision)
+    remark_max_tokens: int | None = None
     # gold: rationale + answer; self_revision_if_correct: the learner's revision where correct, else gold;
     # mixed: gold, plus the plain question -> gold pair of each example in the same step
     update_target: str = "gold"
@@ -147,7 +150,13 @@ class TrainConfig(RunConfig):
     device: str = "auto"
     trust_remote_code: bool = False
 
-    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None}
+    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None,
+                  "remark_max_tokens": None}
+
+    @property
+    def remark_budget_tokens(self) -> int:
+        """The tokens a partner remark is cut to: `remark_max_tokens`, else a quarter of `max_seq_len`."""
+        return self.remark_max_tokens or max(1, self.max_seq_len // 4)
 
     def identity(self) -> dict[str, Any]:
         """`stance_retries` decides nothing where no partner remark is asked for (none, placebo)."""
@@ -166,8 +175,10 @@ class TrainConfig(RunConfig):
         check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
-                     "micro_batch_tokens", "limit", "eval_limit", "partner_max_retries", "partner_concurrency"):
+                     "micro_batch_tokens", "limit", "eval_limit", "partner_max_retries", "partner_concurrency",
+                     "remark_max_tokens"):
             check_min(self, name, 1 if name != "partner_max_retries" else 0)
+        config_checks.check_remark_fields(self)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"config field 'warmup_fraction' = {self.warmup_fraction}; expected 0 <= x < 1")
         check_positive(self, "learning_rate", "max_grad_norm", "partner_timeout_s")

@@ -97,6 +97,17 @@ def check_positive(cfg: Any, *names: str) -> None:
             raise ValueError(f"config field {name!r} = {value}; expected a finite number > 0")
 
 
+def check_remark_fields(cfg: Any) -> None:
+    """A remark budget that fits the learner's context; a remark cache path that is not a folder."""
+    if cfg.remark_max_tokens is not None and cfg.remark_max_tokens > cfg.max_seq_len:
+        raise ValueError(f"config field 'remark_max_tokens' = {cfg.remark_max_tokens}; expected at most max_seq_len "
+                         f"({cfg.max_seq_len}): a remark must fit the learner's context")
+    path = cfg.remark_cache
+    if path is not None and Path(path).expanduser().exists() and not Path(path).expanduser().is_file():
+        raise ValueError(f"config field 'remark_cache' = {path!r} is a folder, not a file; expected the path of a "
+                         "SQLite file (or None for <cache dir>/remarks.sqlite)")
+
+
 def check_merged_generation(cfg: Any) -> None:
     """Merged generation adds LoRA deltas into float32 base weights (Learner.lora_merged): peft only."""
     if cfg.merged_generation and (cfg.backend == "unsloth" or cfg.dtype in ("bfloat16", "float16")):

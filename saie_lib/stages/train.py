@@ -18,15 +18,17 @@ from ..artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
 from ..checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
 from ..conditions import PLACEBO, condition_name
 from ..config import TrainConfig
+from ..config_checks import check_fits_context
 from ..data import load_task
 from ..discussion import DiscussionState, advance, checked_remarks, draw_stances, transcript_rows
 from ..evaluation import evaluate
-from ..generation import Decoding
+from ..generation import Decoding, model_context
 from ..learner import LoraSettings, load_learner, prepare_backend
 from ..partners import Sampling
 from ..partners.local import build_partner
 from ..paths import remark_cache_file
 from ..progress import progress_bar
+from ..remark_budget import RemarkBudget
 from ..remark_cache import CachedPartner, RemarkCache
 from ..stance import fidelity
 from ..tasks import get_task
@@ -86,14 +88,19 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
     warmup, discussion = split_warmup(examples, cfg.warmup_fraction, cfg.seed)
     schedule = [("warmup", b) for b in batched(warmup, cfg.batch_size)]
     schedule += [("discussion", b) for b in batched(discussion, cfg.batch_size)]
+    cache = RemarkCache(cfg.remark_cache or remark_cache_file())  # a bad cache path fails before the model loads
     lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     learner = load_learner(cfg.model, lora, backend=cfg.backend, device=cfg.device, load_in_4bit=cfg.load_in_4bit,
                            max_seq_length=cfg.max_seq_len, source=cfg.model_source, dtype=cfg.dtype,
                            trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
                            gradient_checkpointing=cfg.gradient_checkpointing)
+    check_fits_context(cfg, model_context(learner.model), ("max_seq_len", "learner_max_new_tokens",
+                                                            "eval_max_new_tokens"))
+    budget = RemarkBudget(learner.tokenizer, cfg.remark_budget_tokens)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
-                            api_key_env=cfg.partner_api_key_env, device=cfg.device, **partner_patience(cfg))
-    cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or remark_cache_file()))
+                            api_key_env=cfg.partner_api_key_env, device=cfg.device, budget=budget,
+                            **partner_patience(cfg))
+    cached = CachedPartner(partner, cache)
     optimizer = torch.optim.AdamW(learner.trainable_parameters(), lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
     return Session(cfg, out, learner, cached, optimizer, schedule)
@@ -277,7 +284,11 @@ def discussion_summary(s: Session) -> dict[str, Any]:
     partner = {"model_id": s.partner.model_id, "remarks": len(with_remark),
                "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
                "tokens": sum(tokens),  # cost: None unless every remark has a price (local partners have none)
-               "cost_usd": sum(costs) if costs and None not in costs else None}
+               "cost_usd": sum(costs) if costs and None not in costs else None,
+               "remark_max_tokens": s.cfg.remark_budget_tokens,
+               "remarks_cut": sum(bool(r.get("remark_cut_chars")) for r in with_remark),
+               "cache_entries_rejected_this_session": s.partner.cache.rejected,  # checksum mismatches: asked again
+               "cache_moved_aside": s.partner.cache.moved_aside.name if s.partner.cache.moved_aside else None}
     return {"partner": partner, "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries}}
 
 
