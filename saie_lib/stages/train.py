@@ -46,6 +46,7 @@ from . import (
     named_run_dir,
     open_run,
     record_session,
+    report_warnings,
     run_prompt_version,
     stage_identity,
     starting,
@@ -296,6 +297,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     """Train and evaluate one learner; a finished identical run is returned untouched, an unfinished one resumes."""
     out = training_run_dir(cfg)
     if artifacts.is_finished(out):
+        report_warnings(out)
         return out
     prepare_backend(cfg.backend, cfg.device)  # Unsloth first, before this process loads transformers
     open_run(out, run_identity(cfg), cfg)
