@@ -246,3 +246,22 @@ def test_diverged_training_stops_at_the_step_and_stays_unfinished(data_dir, tmp_
     assert out.is_dir() and not run_file(out, "metrics").exists()
     assert read_json(run_file(out, "config"))["identity"]["learning_rate"] == cfg.learning_rate
     assert dataclasses.replace(cfg).learning_rate == cfg.learning_rate
+
+
+def test_max_new_tokens_beyond_the_model_context_is_refused_before_decoding(tiny):
+    from saie_lib.generation import Decoding, generate
+
+    model, tokenizer, _ = tiny
+    with pytest.raises(ValueError, match="max_new_tokens = 5,000 is more than the model's context of 4,096 tokens"):
+        generate(model, tokenizer, ["What is 2 + 2?"], Decoding(max_new_tokens=5000), progress=False)
+
+
+@pytest.mark.slow
+def test_a_config_beyond_the_model_context_names_the_field_and_leaves_no_run(data_dir, tmp_path):
+    from saie_lib.stages.evaluate import eval_run_dir, run_evaluation
+
+    cfg = load_config("eval-tiny", task="gsm8k", limit=2, data_dir=str(data_dir), results_root=str(tmp_path),
+                      max_new_tokens=5000)
+    with pytest.raises(ValueError, match=r"'max_new_tokens' = 5000 is more than the model's context of 4,096"):
+        run_evaluation(cfg, progress=False)
+    assert not eval_run_dir(cfg).exists()
