@@ -11,14 +11,7 @@ from typing import Any
 
 from . import config_checks
 from .conditions import INFERENCE_SETTINGS, NO_PARTNER_POLICIES, REMARK_POLICIES
-from .config_checks import (
-    check_choice,
-    check_min,
-    check_partner,
-    check_positive,
-    check_run_fields,
-    check_upper_bounds,
-)
+from .config_checks import check_choice, check_min, check_partner, check_positive, check_run_fields
 from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
@@ -42,7 +35,6 @@ class RunConfig:
 
     def _check_model_fields(self) -> None:
         check_run_fields(self)
-        check_upper_bounds(self)
         check_choice(self, "task", tuple(TASKS))
         check_choice(self, "dtype", DTYPES)
         check_choice(self, "device", DEVICES)
@@ -116,9 +108,7 @@ class TrainConfig(RunConfig):
     partner_concurrency: int | None = None  # api partners: requests in flight; None: the client's default
     partner_outage_wait_s: float | None = None  # api partners: how long to wait out an outage; None: default
     remark_cache: str | None = None  # SQLite file of partner remarks; None: <cache dir>/remarks.sqlite
-    # a partner remark is cut to this many tokens (the learner's tokenizer) before the learner reads it, the cut
-    # counted in the transcript and metrics; None: max_seq_len // 4 (room for the question, answers and revision)
-    remark_max_tokens: int | None = None
+    remark_budget: int | None = None  # tokens a remark is cut to (learner tokenizer); None: max_seq_len // 4
     # gold: rationale + answer; self_revision_if_correct: the learner's revision where correct, else gold;
     # mixed: gold, plus the plain question -> gold pair of each example in the same step
     update_target: str = "gold"
@@ -150,13 +140,7 @@ class TrainConfig(RunConfig):
     device: str = "auto"
     trust_remote_code: bool = False
 
-    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None,
-                  "remark_max_tokens": None}
-
-    @property
-    def remark_budget_tokens(self) -> int:
-        """The tokens a partner remark is cut to: `remark_max_tokens`, else a quarter of `max_seq_len`."""
-        return self.remark_max_tokens or max(1, self.max_seq_len // 4)
+    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None, "remark_budget": None}
 
     def identity(self) -> dict[str, Any]:
         """`stance_retries` decides nothing where no partner remark is asked for (none, placebo)."""
@@ -171,14 +155,12 @@ class TrainConfig(RunConfig):
         check_min(self, "stance_retries", 0)
         check_choice(self, "update_target", UPDATE_TARGETS)
         check_choice(self, "gradient_checkpointing", GRADIENT_CHECKPOINTING)
-        config_checks.check_merged_generation(self)
+        config_checks.check_train_fields(self)
         check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",
-                     "micro_batch_tokens", "limit", "eval_limit", "partner_max_retries", "partner_concurrency",
-                     "remark_max_tokens"):
+                     "micro_batch_tokens", "limit", "eval_limit", "partner_max_retries", "partner_concurrency"):
             check_min(self, name, 1 if name != "partner_max_retries" else 0)
-        config_checks.check_remark_fields(self)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"config field 'warmup_fraction' = {self.warmup_fraction}; expected 0 <= x < 1")
         check_positive(self, "learning_rate", "max_grad_norm", "partner_timeout_s")

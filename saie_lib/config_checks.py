@@ -18,12 +18,15 @@ UPPER_BOUNDS = {
     "limit": MAX_EXAMPLES, "eval_limit": MAX_EXAMPLES, "limits": MAX_EXAMPLES,
     "max_new_tokens": MAX_NEW_TOKENS, "learner_max_new_tokens": MAX_NEW_TOKENS,
     "partner_max_new_tokens": MAX_NEW_TOKENS, "eval_max_new_tokens": MAX_NEW_TOKENS,
-    "final_max_new_tokens": MAX_NEW_TOKENS, "remark_max_tokens": MAX_NEW_TOKENS, "max_seq_len": 4 * MAX_NEW_TOKENS,
+    "final_max_new_tokens": MAX_NEW_TOKENS, "remark_budget": MAX_NEW_TOKENS, "max_seq_len": 4 * MAX_NEW_TOKENS,
     "micro_batch_tokens": 64 * MAX_NEW_TOKENS,
     "batch_size": 4096, "eval_batch_size": 4096,
     "rounds": 32, "agents": 32, "stance_retries": 32,  # each multiplies the generations per example
     "partner_max_retries": 100, "partner_concurrency": 1024, "checkpoint_every": MAX_EXAMPLES, "lora_r": 4096,
 }
+# Token fields that the model generating them (or, for max_seq_len, training on them) must hold in its context.
+CONTEXT_FIELDS = ("max_seq_len", "max_new_tokens", "learner_max_new_tokens", "partner_max_new_tokens",
+                  "eval_max_new_tokens", "final_max_new_tokens")
 # A study names a folder under results/runs/: one or more path parts of plain characters, never '.' or '..'.
 _STUDY_PART_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
@@ -55,7 +58,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_fits_context(cfg: Any, context: int | None, names: tuple[str, ...]) -> None:
+def check_fits_context(cfg: Any, context: int | None, names: tuple[str, ...] = CONTEXT_FIELDS) -> None:
     """Token fields of `cfg` (one number, or one per task) within the loaded model's context (None: unknown)."""
     for name in names:
         value = getattr(cfg, name, None)
@@ -66,7 +69,9 @@ def check_fits_context(cfg: Any, context: int | None, names: tuple[str, ...]) ->
 
 
 def check_run_fields(cfg: Any) -> None:
-    """seed range, a non-empty model, a study that stays inside the results root, a results root that is a folder."""
+    """seed range, a non-empty model, a study that stays inside the results root, a results root that is a folder,
+    sizes within their upper bounds."""
+    check_upper_bounds(cfg)
     if not 0 <= cfg.seed <= MAX_SEED:
         raise ValueError(f"config field 'seed' = {cfg.seed}; expected an integer from 0 to {MAX_SEED}")
     if not str(cfg.model).strip():
@@ -97,10 +102,17 @@ def check_positive(cfg: Any, *names: str) -> None:
             raise ValueError(f"config field {name!r} = {value}; expected a finite number > 0")
 
 
+def check_train_fields(cfg: Any) -> None:
+    """TrainConfig: merged generation where it works, the remark budget and cache fields."""
+    check_merged_generation(cfg)
+    check_remark_fields(cfg)
+
+
 def check_remark_fields(cfg: Any) -> None:
     """A remark budget that fits the learner's context; a remark cache path that is not a folder."""
-    if cfg.remark_max_tokens is not None and cfg.remark_max_tokens > cfg.max_seq_len:
-        raise ValueError(f"config field 'remark_max_tokens' = {cfg.remark_max_tokens}; expected at most max_seq_len "
+    check_min(cfg, "remark_budget", 1)
+    if cfg.remark_budget is not None and cfg.remark_budget > cfg.max_seq_len:
+        raise ValueError(f"config field 'remark_budget' = {cfg.remark_budget}; expected at most max_seq_len "
                          f"({cfg.max_seq_len}): a remark must fit the learner's context")
     path = cfg.remark_cache
     if path is not None and Path(path).expanduser().exists() and not Path(path).expanduser().is_file():

@@ -21,6 +21,12 @@ from .partners import Reply
 MAX_CHARS_PER_TOKEN = 64
 
 
+def budget_tokens(cfg: Any) -> int:
+    """The tokens a training run's remarks are cut to: `remark_budget`, else a quarter of `max_seq_len` (room
+    in the learner's context for the question, its answers and its revision)."""
+    return cfg.remark_budget or max(1, cfg.max_seq_len // 4)
+
+
 class RemarkBudget:
     """Cuts texts to at most `max_tokens` tokens of `tokenizer`; safe to use from several threads."""
 

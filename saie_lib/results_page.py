@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import robustness_report
-from .artifacts import REPRODUCE_LOG, atomic_write_text, read_json, read_jsonl, run_file
+from .artifacts import REPRODUCE_LOG, atomic_write_text, read_jsonl
 from .conditions import CONDITIONS
 from .experiments import EXPERIMENTS, marker_run_dirs, marker_seed_run_dirs
 from .paths import figures_dir
@@ -15,7 +15,7 @@ from .paths import results_root as _root
 from .profiles import available_profiles, load_profile
 from .reporting import discordance_note, mde_text, noise_line, power_line, to_markdown
 from .resources import allocator_note, largest_recorded_peak
-from .run_warnings import describe, recorded_warnings
+from .run_warnings import page_lines
 from .stats import ALPHA, ASSUMED_DISCORDANCE, POWER
 from .summary import (
     FINDING_COLUMNS,
@@ -71,7 +71,8 @@ def profile_section(profile: str, results_root: str | Path | None = None) -> lis
     root = _root(results_root)
     experiments = finished_experiments(profile, root)
     outputs = {name: write_experiment_outputs(profile, name, root) for name in experiments}
-    lines = _header_lines(profile, experiments, root) + warning_lines(experiments)
+    lines = _header_lines(profile, experiments, root) + page_lines(  # the warnings of degenerate runs
+        d for m in experiments.values() for r in marker_seed_run_dirs(m, m["folder"]).values() for d in r.values())
     sizes = [r["n"] for name, m in experiments.items() for r in
              (condition_rows(m) if m["kind"] == "training" else robustness_report.rows(m)
               if m["kind"] == robustness_report.KIND else inference_condition_rows(m))]
@@ -101,17 +102,6 @@ def _header_lines(profile: str, experiments: dict[str, Any], root: Path) -> list
     return lines + ([f"Measured peak memory: {peak[0]:.1f} GB RSS{allocator_note(peak[1])}, the largest any of its "
                      f"runs recorded (`resources.peak_rss_gb`; [{peak[1].name}](runs/{profile}/{peak[1].parent.name}/"
                      f"{peak[1].name})).", ""] if peak else [])
-
-
-def warning_lines(experiments: dict[str, Any]) -> list[str]:
-    """The warnings of degenerate runs (saie_lib.run_warnings), one bullet each; nothing when there are none."""
-    found = [line for m in experiments.values() for runs in marker_seed_run_dirs(m, m["folder"]).values()
-             for run in dict.fromkeys(runs.values()) if run_file(run, "metrics").is_file()
-             for line in describe(run, recorded_warnings(read_json(run_file(run, "metrics"))))]
-    if not found:
-        return []
-    return ["**Warnings.** These runs finished without a usable result; their numbers below mean nothing:", "",
-            *[f"- {line}" for line in found], ""]
 
 
 def seeds_line(experiments: dict[str, Any]) -> str:

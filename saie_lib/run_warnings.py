@@ -9,8 +9,9 @@ finished run is reused (so it shows in the notebook's output), and listed on the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from .artifacts import read_json, run_file
 from .conditions import NO_PARTNER_POLICIES, REMARK_POLICIES
 
 WARNINGS_KEY = "warnings"
@@ -51,3 +52,13 @@ def recorded_warnings(metrics: dict[str, Any]) -> list[str]:
 def describe(out: Path, warnings: list[str]) -> list[str]:
     """One line per warning, naming the run."""
     return [f"run {out.parent.name}/{out.name}: {text}" for text in warnings]
+
+
+def page_lines(run_dirs: Iterable[Path]) -> list[str]:
+    """The results page's warning block: one bullet per warning of a finished run; nothing when there are none."""
+    found = [line for run in dict.fromkeys(run_dirs) if run_file(run, "metrics").is_file()
+             for line in describe(run, recorded_warnings(read_json(run_file(run, "metrics"))))]
+    if not found:
+        return []
+    return ["**Warnings.** These runs finished without a usable result; their numbers below mean nothing:", "",
+            *[f"- {line}" for line in found], ""]

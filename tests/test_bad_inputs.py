@@ -36,8 +36,8 @@ TRAIN_CASES = [
     ("limit", 10**12, "'limit' = 1000000000000; expected at most 1,000,000"),
     ("learner_max_new_tokens", 10**9, "'learner_max_new_tokens' = 1000000000; expected at most 32,768"),
     ("stance_retries", 10**6, "'stance_retries' = 1000000; expected at most 32"),
-    ("remark_max_tokens", 2000, "'remark_max_tokens' = 2000; expected at most max_seq_len"),
-    ("remark_max_tokens", 0, "'remark_max_tokens' = 0"),
+    ("remark_budget", 2000, "'remark_budget' = 2000; expected at most max_seq_len"),
+    ("remark_budget", 0, "'remark_budget' = 0"),
 ]
 
 

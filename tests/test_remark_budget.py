@@ -125,7 +125,7 @@ def test_training_against_a_partner_that_answers_a_megabyte(data_dir, tmp_path, 
     partner = read_json(run_file(out, "metrics"))["partner"]
     assert transcripts and all(r["remark_cut_chars"] > 0.99 * MEGABYTE for r in transcripts)
     assert partner["remarks_cut"] == partner["remarks"] == len(transcripts)
-    assert partner["remark_max_tokens"] == cfg.max_seq_len // 4 == 64
+    assert partner["remark_budget"] == cfg.max_seq_len // 4 == 64
     assert cache.stat().st_size < MEGABYTE  # the cut remarks, not the megabytes
-    assert "remark_max_tokens" not in read_json(run_file(out, "config"))["identity"]  # None: omitted
-    assert dataclasses.replace(cfg, remark_max_tokens=64).identity() != cfg.identity()
+    assert "remark_budget" not in read_json(run_file(out, "config"))["identity"]  # None: omitted
+    assert dataclasses.replace(cfg, remark_budget=64).identity() != cfg.identity()

@@ -53,15 +53,14 @@ def test_a_run_with_valid_answers_has_no_warnings_key(tmp_path, capsys):
 
 
 def test_the_results_page_lists_the_warnings(tmp_path):
-    from saie_lib.results_page import warning_lines
+    from saie_lib.run_warnings import page_lines
 
     folder = tmp_path / "runs" / "tiny"
     for name, metrics in (("base-run", {"n": 2, "warnings": ["every answer was invalid"]}), ("none-run", {"n": 2})):
         write_json(run_file(folder / name, "metrics"), metrics)
-    marker = {"kind": "training", "folder": folder, "seeds": {"0": {"base": "base-run", "none": "none-run"}}}
-    lines = warning_lines({"math": marker})
+    lines = page_lines([folder / "base-run", folder / "none-run", folder / "base-run", folder / "unfinished"])
     assert lines[0].startswith("**Warnings.**") and lines[2] == "- run tiny/base-run: every answer was invalid"
-    assert len(lines) == 4 and warning_lines({}) == []
+    assert len(lines) == 4 and page_lines([folder / "none-run"]) == []
 
 
 @pytest.mark.slow

@@ -246,9 +246,7 @@ class OpenAIChatPartner:
             text = response.choices[0].message.content
         except (AttributeError, IndexError, TypeError):
             return _Failure("malformed response: no choices[0].message.content", retryable=True)
-        cut = 0
-        if self.budget is not None and isinstance(text, str):
-            text, cut = self.budget.cut(text)
+        text, cut = self.budget.cut(text) if self.budget is not None and isinstance(text, str) else (text, 0)
         reason = unusable_reason(text)
         if reason is not None:
             after = f" after the cut to {self.budget.max_tokens} tokens ({cut:,} characters cut)" if cut else ""

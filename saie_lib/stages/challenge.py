@@ -128,7 +128,7 @@ def run_challenge(cfg: ChallengeConfig, *, progress: bool = True) -> Path:
     with starting(out):
         sets = {task: challenge_items(cfg, task, limit) for task, limit, _, _ in cfg.per_task()}
         loaded = load_for_task(cfg, cfg.per_task()[0][3])
-        check_fits_context(cfg, model_context(loaded[0]), ("max_new_tokens", "final_max_new_tokens"))
+        check_fits_context(cfg, model_context(loaded[0]))
         record_session(out, cfg, model=loaded[2], resolved={"model_source": loaded[2]["source"]})
     started, per_task = time.perf_counter(), {}
     for index, (task, _, max_new_tokens, adapter) in enumerate(cfg.per_task()):

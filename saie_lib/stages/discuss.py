@@ -130,7 +130,7 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
         examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
                              seed=cfg.seed)
         model, tokenizer, info = load_discussant(cfg)
-        check_fits_context(cfg, model_context(model), ("max_new_tokens", "partner_max_new_tokens"))
+        check_fits_context(cfg, model_context(model))
         record_session(out, cfg, model=info, resolved={"model_source": info["source"]})
     started = time.perf_counter()
     metrics: dict[str, Any] = {}

@@ -71,7 +71,7 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
         examples = load_examples(cfg)
         loaded = model or LazyModel(cfg)
         net, tokenizer, model_info = loaded.get()
-        check_fits_context(cfg, model_context(net), ("max_new_tokens",))
+        check_fits_context(cfg, model_context(net))
         record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]})
     started = time.perf_counter()
     with loaded.adapters_off():
