@@ -129,3 +129,21 @@ def test_training_against_a_partner_that_answers_a_megabyte(data_dir, tmp_path, 
     assert cache.stat().st_size < MEGABYTE  # the cut remarks, not the megabytes
     assert "remark_budget" not in read_json(run_file(out, "config"))["identity"]  # None: omitted
     assert dataclasses.replace(cfg, remark_budget=64).identity() != cfg.identity()
+
+
+def test_a_local_partner_cuts_too_and_names_a_remark_that_is_blank_after_the_cut(tokenizer, monkeypatch):
+    from saie_lib.partners import IncompleteBatchError, local
+
+    class Frozen:
+        def requires_grad_(self, flag):
+            return self
+
+    texts = {"answer 0": "A fine remark. " * 400, "answer 1": "\n" * 5000 + "too late"}
+    monkeypatch.setattr(local, "render_chat", lambda tok, chats: [c[-1]["content"] for c in chats])
+    monkeypatch.setattr(local, "generate", lambda model, tok, prompts, decoding, **kw: [texts[p] for p in prompts])
+    partner = local.LocalModelPartner.from_loaded(Frozen(), tokenizer, {"name": "t", "source": "test"},
+                                                  budget=RemarkBudget(tokenizer, 16))
+    [reply] = partner.chat([conversation(0)], SAMPLING)
+    assert tokens(tokenizer, reply.text) <= 17 and reply.cut_chars > 5000
+    with pytest.raises(IncompleteBatchError, match=r"conversation 0 \((whitespace-only|no visible text)"):
+        partner.chat([conversation(1)], SAMPLING)

@@ -393,3 +393,21 @@ def test_a_whole_remark_is_served_cut_to_a_smaller_budget(cache):
     [reply] = narrow.chat([conversation(0)], SAMPLING)
     assert reply.cached and narrow.calls_made == 0
     assert (reply.text, reply.cut_chars) == ("fake:counting on", len(whole.text) - len("fake:counting on"))
+
+
+def test_the_run_metrics_record_a_repaired_cache_and_the_calls_it_cost(tmp_path):
+    from types import SimpleNamespace
+
+    from saie_lib.training_partner import partner_summary
+
+    path = tmp_path / "remarks.sqlite"
+    conversations = filled_cache(path, n=3)
+    path.write_bytes(b"not a database")
+    with RemarkCache(path) as cache:
+        partner = CachedPartner(CountingPartner(), cache)
+        replies = partner.chat(conversations, SAMPLING)
+        rows = [{"remark": r.text, "stance": "supportive", "partner_tokens": 1} for r in replies]
+        summary = partner_summary(SimpleNamespace(remark_budget=None, max_seq_len=256), partner, rows)
+    assert summary["calls_this_session"] == 3 and summary["cache_hits_this_session"] == 0
+    assert summary["cache_moved_aside"] == cache.moved_aside.name and "/" not in summary["cache_moved_aside"]
+    assert summary["remark_budget"] == 64 and summary["remarks_cut"] == 0
