@@ -2,8 +2,9 @@
 
 One request per conversation, sent concurrently (at most `concurrency` in flight), answers in input
 order. Each request gets up to `max_retries` retries with exponential backoff, only on failures that
-can pass: timeouts, connection errors, HTTP 429 and 5xx, malformed responses and unusable replies
-(null, empty or whitespace-only content, a refusal: `partners.unusable_reason`). Any other 4xx fails at once.
+can pass: timeouts, connection errors, HTTP 429 and 5xx, malformed responses and unusable replies (null, empty,
+blank or control-character content, a refusal: `partners.unusable_reason`, after the cut to the `budget`, if any).
+Any other 4xx fails at once.
 
 Outage wait: when the requests still failing after their own retries all failed with connection
 errors, timeouts, 429, 5xx or non-JSON bodies (the server, or the way to it, is down), the batch waits
