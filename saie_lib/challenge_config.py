@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import BACKENDS, DEVICES, DTYPES, MODEL_SOURCES, RunConfig
-from .config_checks import check_choice, check_min, check_run_fields
+from .config_checks import check_choice, check_min, check_run_fields, check_upper_bounds
 from .tasks import TASKS
 
 
@@ -56,6 +56,7 @@ class ChallengeConfig(RunConfig):
                              "tasks; expected one adapter dir per task, or none for the base model")
         check_min(self, "batch_size", 1)
         check_min(self, "final_max_new_tokens", 1)
+        check_upper_bounds(self)
 
     def per_task(self) -> list[tuple[str, int, int, str | None]]:
         """(task, limit, max_new_tokens, adapter or None) for each task."""

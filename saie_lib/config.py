@@ -108,6 +108,7 @@ class TrainConfig(RunConfig):
     partner_concurrency: int | None = None  # api partners: requests in flight; None: the client's default
     partner_outage_wait_s: float | None = None  # api partners: how long to wait out an outage; None: default
     remark_cache: str | None = None  # SQLite file of partner remarks; None: <cache dir>/remarks.sqlite
+    remark_budget: int | None = None  # tokens a remark is cut to (learner tokenizer); None: max_seq_len // 4
     # gold: rationale + answer; self_revision_if_correct: the learner's revision where correct, else gold;
     # mixed: gold, plus the plain question -> gold pair of each example in the same step
     update_target: str = "gold"
@@ -139,7 +140,7 @@ class TrainConfig(RunConfig):
     device: str = "auto"
     trust_remote_code: bool = False
 
-    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None}
+    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None, "remark_budget": None}
 
     def identity(self) -> dict[str, Any]:
         """`stance_retries` decides nothing where no partner remark is asked for (none, placebo)."""
@@ -154,7 +155,7 @@ class TrainConfig(RunConfig):
         check_min(self, "stance_retries", 0)
         check_choice(self, "update_target", UPDATE_TARGETS)
         check_choice(self, "gradient_checkpointing", GRADIENT_CHECKPOINTING)
-        config_checks.check_merged_generation(self)
+        config_checks.check_train_fields(self)
         check_choice(self, "backend", BACKENDS)
         for name in ("rounds", "batch_size", "lora_r", "lora_alpha", "max_seq_len", "learner_max_new_tokens",
                      "partner_max_new_tokens", "eval_max_new_tokens", "eval_batch_size", "checkpoint_every",

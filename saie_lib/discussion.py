@@ -90,7 +90,14 @@ def _check(example: Example, answer: str | None, reply: Any) -> StanceCheck:
 def _try_record(attempt: int, reply: Any, check: StanceCheck | None, stance: str) -> dict[str, Any]:
     return {"try": attempt, "remark": reply.text if reply else None, "cache_hit": reply.cached if reply else None,
             "partner_tokens": (reply.prompt_tokens + reply.completion_tokens) if reply else 0,
-            "stance_check": check.to_record() if check else None, "holds": bool(check and check.holds(stance))}
+            "stance_check": check.to_record() if check else None, "holds": bool(check and check.holds(stance)),
+            **_cut_record(reply)}
+
+
+def _cut_record(reply: Any) -> dict[str, int]:
+    """{"remark_cut_chars": n} for a remark cut to the remark budget; {} for a whole one (and in older records)."""
+    cut = getattr(reply, "cut_chars", 0) if reply is not None else 0
+    return {"remark_cut_chars": cut} if cut else {}
 
 
 def checked_remarks(partner: Partner, examples: Sequence[Example], responses: Sequence[str],
@@ -140,6 +147,7 @@ def transcript_rows(examples: Sequence[Example], responses: Sequence[str], stanc
             "remark": reply.text if reply else None, "cache_hit": reply.cached if from_partner else None,
             "partner_tokens": (reply.prompt_tokens + reply.completion_tokens) if from_partner else 0,
             "partner_cost_usd": reply.cost_usd if from_partner else None,
+            **(_cut_record(reply) if from_partner else {}),
         }
         if checked is not None:
             check = checked.checks[i]

@@ -26,6 +26,7 @@ from .challenge_config import ChallengeConfig
 from .colab import require_gpu, runtime_report
 from .conditions import CONDITIONS
 from .config import InferenceConfig, TrainConfig, from_dict
+from .config_checks import MAX_SEED
 from .experiment_registry import EXPERIMENTS
 from .paths import configs_dir
 from .tasks import TASKS
@@ -34,6 +35,7 @@ from .yaml_files import read_yaml_mapping
 PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train", "tasks", "inference", "seeds",
                 "robustness", "conditions", "experiments")
 REQUIRED_CONDITIONS = ("base", "none", "saie")  # the paper's comparison, which every finding reads
+MAX_SEEDS = 100  # each seed trains every condition again
 SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed", "backend",
                          "load_in_4bit")
 
@@ -149,12 +151,18 @@ def parse_seeds(value: Any, first: int, path: Path) -> tuple[int, ...]:
     section's seed so that the profile's plain runs are its first seed's runs."""
     if isinstance(value, bool) or not isinstance(value, (int, list)):
         raise ValueError(f"{path}: 'seeds' = {value!r}; expected a count (e.g. 3) or a list of integer seeds")
+    count = value if isinstance(value, int) else len(value)
+    if count > MAX_SEEDS:
+        raise ValueError(f"{path}: 'seeds' = {value if isinstance(value, int) else f'a list of {count}'}; expected "
+                         f"at most {MAX_SEEDS} seeds (each trains every condition again)")
     if isinstance(value, int):
         if value < 1:
             raise ValueError(f"{path}: 'seeds' = {value}; expected at least 1")
-        return tuple(range(first, first + value))
+        value = list(range(first, first + value))
     if not value or any(isinstance(s, bool) or not isinstance(s, int) for s in value) or len(set(value)) != len(value):
         raise ValueError(f"{path}: 'seeds' = {value!r}; expected a non-empty list of distinct integers")
+    if not all(0 <= s <= MAX_SEED for s in value):
+        raise ValueError(f"{path}: 'seeds' = {value!r}; expected seeds from 0 to {MAX_SEED}")
     if value[0] != first:
         raise ValueError(f"{path}: 'seeds' starts with {value[0]} but train.seed is {first}; list the train seed first")
     return tuple(value)

@@ -1,6 +1,7 @@
 """Progress bars for long loops. In Jupyter a widget; under batch runs (`SAIE_PROGRESS=text`, set by
 `make demo` / `make reproduce`) plain text lines at most every `SAIE_PROGRESS_INTERVAL` seconds, which papermill
-streams to the terminal (`--log-output`) and which stay small and readable in the executed notebook."""
+streams to the terminal (`--log-output`) and which stay small and readable in the executed notebook. `warn`: one
+line on stderr for something the reader must see (a recovery, a run that produced nothing usable)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,8 @@ def progress_bar(iterable: Any = None, **options: Any):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **options)
+
+
+def warn(message: str) -> None:
+    """`WARNING: <message>` as one line on stderr: shown in the notebook's output and in batch logs."""
+    print(f"WARNING: {' '.join(message.split())}", file=sys.stderr, flush=True)

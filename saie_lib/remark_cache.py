@@ -5,18 +5,28 @@ sampling settings incl. seed): the same request to the same partner is paid for 
 Each `put_many` is one transaction, so a process killed mid-run leaves only complete entries.
 Unusable replies (`partners.unusable_reason`: empty, whitespace only, a refusal) are never stored, and
 any such entry left by older code is never served (it counts as a miss and is asked again).
+
+The cache only saves partner calls, so it heals instead of failing: every entry carries a checksum, and an
+entry whose checksum does not match (edited by hand, or damaged) is a miss, counted in `rejected`; a file that
+SQLite finds damaged or that is not a database is moved aside (`<name>.damaged-<time>`, named in a one-line
+warning and in `moved_aside`) and the run goes on with a fresh cache, asking the partner again. Entries written
+before checksums existed get theirs when the file is first opened by this code. A remark cut to a token budget
+(saie_lib.remark_budget) is stored with that budget and served only under the same one; a whole remark is served
+under any budget, cut to it.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .artifacts import stable_hash
 from .partners import IncompleteBatchError, Messages, Partner, PartnerError, Reply, Sampling, unusable_reason
+from .progress import warn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS remarks (
@@ -25,10 +35,18 @@ CREATE TABLE IF NOT EXISTS remarks (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     cost_usd REAL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    cut_chars INTEGER NOT NULL DEFAULT 0,
+    budget TEXT,
+    checksum TEXT
 )
 """
+# Columns added after caches were in use: added to an older file when it is opened.
+ADDED_COLUMNS = {"cut_chars": "INTEGER NOT NULL DEFAULT 0", "budget": "TEXT", "checksum": "TEXT"}
+STORED = "key, text, prompt_tokens, completion_tokens, cost_usd, cut_chars, budget"
 LOOKUP_CHUNK = 500  # keys per SELECT, well under SQLite's limit on bound parameters
+REMEDY = ("the cache only saves partner calls: point the config field 'remark_cache' (or the environment variable "
+          "SAIE_REMARK_CACHE) at another file, or remove this one")
 
 
 def remark_key(model_id: str, messages: Messages, sampling: Sampling) -> str:
@@ -38,11 +56,31 @@ def remark_key(model_id: str, messages: Messages, sampling: Sampling) -> str:
     return stable_hash({"model_id": model_id, "messages": list(messages), "sampling": settings}, length=64)
 
 
-def _row(key: str, reply: Reply, now: float) -> tuple:
+def entry_checksum(key: str, text: str, prompt_tokens: int, completion_tokens: int, cost_usd: float | None,
+                   cut_chars: int, budget: str | None) -> str:
+    """sha256 of everything an entry stores (created_at aside): an entry edited after it was written fails it."""
+    return stable_hash([key, text, prompt_tokens, completion_tokens, cost_usd, cut_chars, budget], length=64)
+
+
+def _row(key: str, reply: Reply, budget: str | None, now: float) -> tuple:
     reason = unusable_reason(reply.text)
     if reason is not None:
         raise ValueError(f"refusing to cache an unusable remark under key {key[:16]}: {reason}")
-    return key, reply.text, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, now
+    stored = (key, reply.text, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, reply.cut_chars,
+              budget if reply.cut_chars else None)
+    return (*stored, entry_checksum(*stored), now)
+
+
+def _is_damage(error: sqlite3.DatabaseError) -> bool:
+    """A damaged file or one that is not a database (not: locked, read-only, cannot be opened)."""
+    return not isinstance(error, sqlite3.OperationalError)
+
+
+def check_cache_path(path: Path) -> None:
+    """A remark cache path that exists must be a file (SQLite's own error would not say which path it tried)."""
+    if path.exists() and not path.is_file():
+        raise ValueError(f"remark cache {path} is a folder, not a file; expected the path of a SQLite file "
+                         "(config field 'remark_cache', or the environment variable SAIE_REMARK_CACHE)")
 
 
 class RemarkCache:
@@ -50,40 +88,113 @@ class RemarkCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        check_cache_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        with self._db:
-            self._db.execute(SCHEMA)
         self.hits = 0
         self.misses = 0
+        self.rejected = 0  # entries whose checksum did not match: misses, asked again
+        self.moved_aside: Path | None = None  # where a damaged file went
+        self._db = self._open()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Reply]:
-        """The cached replies (cached=True) among `keys`; hits and misses count each key asked for."""
+    def _open(self) -> sqlite3.Connection:
+        """A connection to a usable file; a damaged one is moved aside first."""
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as error:
+            if not _is_damage(error):
+                raise ValueError(f"cannot open the remark cache {self.path} ({error}); {REMEDY}") from None
+            self._move_aside(error)
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            problems = db.execute("PRAGMA quick_check").fetchall()
+            if problems != [("ok",)]:
+                raise sqlite3.DatabaseError(f"integrity check: {problems[0][0]}")
+            with db:
+                db.execute(SCHEMA)
+                _add_checksums(db)
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, error: sqlite3.DatabaseError) -> None:
+        """Move the damaged file (and its WAL and shared-memory files) aside, with a one-line warning."""
+        target = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        while target.exists():
+            target = target.with_name(target.name + "-")
+        try:
+            for suffix in ("-wal", "-shm", ""):
+                side = Path(f"{self.path}{suffix}")
+                if side.exists():
+                    os.replace(side, f"{target}{suffix}")
+        except OSError as move_error:
+            raise ValueError(f"the remark cache {self.path} is damaged ({error}) and could not be moved aside "
+                             f"({move_error.strerror}); {REMEDY}") from None
+        self.moved_aside = target
+        warn(f"remark cache {self.path} was damaged ({error}); moved it aside to {target.name} and started a fresh "
+             "cache: its remarks will be asked for again")
+
+    def _healing(self, operation: Callable[..., Any], *args: Any) -> Any:
+        """`operation(*args)`, run again on a fresh cache if the file turns out to be damaged while in use."""
+        try:
+            return operation(*args)
+        except sqlite3.DatabaseError as error:
+            if not _is_damage(error):
+                raise
+            self._db.close()
+            self._move_aside(error)
+            self._db = self._connect()
+            return operation(*args)
+
+    def get_many(self, keys: Iterable[str], budget: Any = None) -> dict[str, Reply]:
+        """The cached replies (cached=True) among `keys`, cut to `budget` (a RemarkBudget) when given; hits and
+        misses count each key asked for. An entry cut to another budget, or unusable after the cut, is a miss."""
         keys = list(keys)
         unique = list(dict.fromkeys(keys))
         found: dict[str, Reply] = {}
         for start in range(0, len(unique), LOOKUP_CHUNK):
-            chunk = unique[start:start + LOOKUP_CHUNK]
-            rows = self._db.execute(
-                "SELECT key, text, prompt_tokens, completion_tokens, cost_usd FROM remarks "
-                f"WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            for key, text, prompt_tokens, completion_tokens, cost in rows:
-                if unusable_reason(text) is None:
-                    found[key] = Reply(text, prompt_tokens, completion_tokens, cost, cached=True)
+            for row in self._healing(self._select, unique[start:start + LOOKUP_CHUNK]):
+                reply = self._served(row, budget)
+                if reply is not None:
+                    found[row[0]] = reply
         self.hits += sum(key in found for key in keys)
         self.misses += sum(key not in found for key in keys)
         return found
 
-    def put_many(self, items: Mapping[str, Reply]) -> None:
+    def _select(self, keys: list[str]) -> list[tuple]:
+        query = f"SELECT {STORED}, checksum FROM remarks WHERE key IN ({','.join('?' * len(keys))})"
+        return self._db.execute(query, keys).fetchall()
+
+    def _served(self, row: tuple, budget: Any) -> Reply | None:
+        """The reply an entry serves under `budget`, or None (a checksum mismatch, another budget, unusable)."""
+        *stored, checksum = row
+        key, text, prompt_tokens, completion_tokens, cost, cut_chars, stored_budget = stored
+        if checksum != entry_checksum(*stored):
+            self.rejected += 1
+            return None
+        if cut_chars and stored_budget != (budget.budget_id if budget is not None else None):
+            return None
+        reply = Reply(text, prompt_tokens, completion_tokens, cost, cached=True, cut_chars=cut_chars)
+        if budget is not None:
+            reply = budget.apply(reply)
+        return reply if unusable_reason(reply.text) is None else None
+
+    def put_many(self, items: Mapping[str, Reply], budget: Any = None) -> None:
         """Store all replies in one transaction: all of them are committed, or none (ValueError if one
-        of them is unusable as a remark)."""
+        of them is unusable as a remark). A cut reply is stored with `budget` (the RemarkBudget it was cut to)."""
         now = time.time()
-        rows = (_row(key, reply, now) for key, reply in items.items())
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO remarks (key, text, prompt_tokens, completion_tokens, cost_usd, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        budget_id = budget.budget_id if budget is not None else None
+
+        def insert() -> None:
+            with self._db:
+                self._db.executemany(f"INSERT OR REPLACE INTO remarks ({STORED}, checksum, created_at) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                     (_row(key, reply, budget_id, now) for key, reply in items.items()))
+        self._healing(insert)
 
     def stats(self) -> dict[str, int]:
         """Entries in the file; hits and misses of this session."""
@@ -100,16 +211,29 @@ class RemarkCache:
         self.close()
 
 
+def _add_checksums(db: sqlite3.Connection) -> None:
+    """An older file: add the columns it lacks, and checksum the entries it holds (trusted as they are now)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(remarks)")}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE remarks ADD COLUMN {name} {kind}")
+    if "checksum" not in present:
+        rows = db.execute(f"SELECT {STORED} FROM remarks").fetchall()
+        db.executemany("UPDATE remarks SET checksum = ? WHERE key = ?", [(entry_checksum(*r), r[0]) for r in rows])
+
+
 class CachedPartner:
     """A Partner that answers from the cache and asks the wrapped partner only for the misses.
 
     Every usable reply that arrives is stored, even when the batch fails: on `IncompleteBatchError` the
     replies that did arrive are cached before the error goes on (re-raised with positions in the
-    caller's list), so a re-run does not pay for them again."""
+    caller's list), so a re-run does not pay for them again. A partner with a `budget` (a RemarkBudget) cuts its
+    replies to it; cached replies are served under that budget only (RemarkCache.get_many)."""
 
     def __init__(self, partner: Partner, cache: RemarkCache):
         self.partner = partner
         self.cache = cache
+        self.budget = getattr(partner, "budget", None)
         self.calls_made = 0  # conversations sent to the wrapped partner
         self.hits = 0  # conversations answered from the cache
 
@@ -120,7 +244,7 @@ class CachedPartner:
     def chat(self, conversations: Sequence[Messages], sampling: Sampling) -> list[Reply]:
         """Replies in input order: cache hits (cached=True), then one partner call for the unique misses."""
         keys = [remark_key(self.model_id, messages, sampling) for messages in conversations]
-        found = self.cache.get_many(keys)
+        found = self.cache.get_many(keys, self.budget)
         self.hits += sum(key in found for key in keys)
         missing = {key: messages for key, messages in zip(keys, conversations) if key not in found}
         if missing:
@@ -152,5 +276,5 @@ class CachedPartner:
     def _store(self, items: dict[str, Reply]) -> dict[str, Reply]:
         """Cache the usable replies among `items` (one transaction) and return them."""
         usable = {key: reply for key, reply in items.items() if unusable_reason(reply.text) is None}
-        self.cache.put_many(usable)
+        self.cache.put_many(usable, self.budget)
         return usable

@@ -15,6 +15,7 @@ from .paths import results_root as _root
 from .profiles import available_profiles, load_profile
 from .reporting import discordance_note, mde_text, noise_line, power_line, to_markdown
 from .resources import allocator_note, largest_recorded_peak
+from .run_warnings import page_lines
 from .stats import ALPHA, ASSUMED_DISCORDANCE, POWER
 from .summary import (
     FINDING_COLUMNS,
@@ -70,7 +71,8 @@ def profile_section(profile: str, results_root: str | Path | None = None) -> lis
     root = _root(results_root)
     experiments = finished_experiments(profile, root)
     outputs = {name: write_experiment_outputs(profile, name, root) for name in experiments}
-    lines = _header_lines(profile, experiments, root)
+    lines = _header_lines(profile, experiments, root) + page_lines(  # the warnings of degenerate runs
+        d for m in experiments.values() for r in marker_seed_run_dirs(m, m["folder"]).values() for d in r.values())
     sizes = [r["n"] for name, m in experiments.items() for r in
              (condition_rows(m) if m["kind"] == "training" else robustness_report.rows(m)
               if m["kind"] == robustness_report.KIND else inference_condition_rows(m))]

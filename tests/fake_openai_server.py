@@ -8,7 +8,9 @@
 Requests beyond the script get normal answers, or, with `faults=Faults(rate=0.6, seed=...)`, a seeded
 mix of failures (500, 503, 429, timeouts, empty/blank/null content, a refusal, a non-JSON body) for that
 fraction of them: request n's fate depends on (seed, n) only. Answers are deterministic: see `answer_for`.
-The server listens on 127.0.0.1 only and refuses (HTTP 400) every request past `max_requests`.
+The server listens on 127.0.0.1 only and refuses (HTTP 400) every request past `max_requests`. With
+`long_replies=n`, every normal answer's content is padded to at least n characters (a partner that ignores
+max_tokens).
 """
 
 from __future__ import annotations
@@ -110,8 +112,9 @@ class FakeOpenAIServer:
     """Context manager: starts on enter, stops (and unblocks delayed answers) on exit."""
 
     def __init__(self, answer_delay_s: float = 0.0, *, faults: Faults | None = None, port: int = 0,
-                 max_requests: int = 2000):
+                 max_requests: int = 2000, long_replies: int = 0):
         self.answer_delay_s = answer_delay_s  # added to every normal answer (for concurrency tests)
+        self.long_replies = long_replies  # normal answers padded to at least this many characters
         self.faults = faults
         self.max_requests = max_requests
         self.requests: list[dict[str, Any]] = []
@@ -200,7 +203,11 @@ def _handler_for(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def _act(self, step: Step, body: dict[str, Any]) -> None:
             if step.kind == "ok":
                 server._wait(server.answer_delay_s)
-                self._send(200, answer_for(body))
+                answer = answer_for(body)
+                if server.long_replies:
+                    message = answer["choices"][0]["message"]
+                    message["content"] += " and so on" * ((server.long_replies - len(message["content"])) // 10 + 1)
+                self._send(200, answer)
                 server._answered(body)
             elif step.kind == "hang":  # waited past the client's timeout: close without an answer
                 self.close_connection = True

@@ -204,14 +204,26 @@ def test_put_many_refuses_an_unusable_remark_and_stores_none(cache):
     assert cache.stats()["entries"] == 0
 
 
-def test_an_empty_entry_left_by_older_code_is_a_miss(cache):
-    with cache._db:
-        cache._db.execute("INSERT INTO remarks VALUES (?, '', 1, 0, NULL, 0)",
-                          (remark_key("fake:counting", conversation(0), SAMPLING),))
-    partner = CachedPartner(CountingPartner(), cache)
-    [reply] = partner.chat([conversation(0)], SAMPLING)
-    assert reply.text and not reply.cached and partner.calls_made == 1
-    assert partner.chat([conversation(0)], SAMPLING)[0].cached
+OLD_SCHEMA = """CREATE TABLE remarks (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, cost_usd REAL, created_at REAL NOT NULL)"""
+
+
+def old_cache_file(path: Path, entries: dict[str, str]) -> Path:
+    """A cache file as the code before checksums wrote it."""
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+        db.executemany("INSERT INTO remarks VALUES (?, ?, 1, 0, NULL, 0)", list(entries.items()))
+    db.close()
+    return path
+
+
+def test_an_empty_entry_left_by_older_code_is_a_miss(tmp_path):
+    key = remark_key("fake:counting", conversation(0), SAMPLING)
+    with RemarkCache(old_cache_file(tmp_path / "old.sqlite", {key: ""})) as cache:
+        partner = CachedPartner(CountingPartner(), cache)
+        [reply] = partner.chat([conversation(0)], SAMPLING)
+        assert reply.text and not reply.cached and partner.calls_made == 1
+        assert partner.chat([conversation(0)], SAMPLING)[0].cached
 
 
 def test_replies_that_arrived_are_cached_when_the_batch_fails(tmp_path, monkeypatch):
@@ -250,3 +262,152 @@ def test_a_local_partner_with_an_empty_remark_names_it_and_caches_the_rest(cache
     message = str(raised.value)
     assert "conversation 1 (empty remark)" in message and "answer 1" in message and "'partner'" in message
     assert raised.value.failed == [1] and cache.stats()["entries"] == 2
+
+
+# --- a cache that heals: damaged files moved aside, edited entries refused, remarks cut to a budget --------------
+
+
+def filled_cache(path: Path, n: int = 300) -> list:
+    """A cache file holding n remarks (many SQLite pages), closed; returns the conversations."""
+    conversations = [conversation(i) for i in range(n)]
+    with RemarkCache(path) as cache:
+        CachedPartner(CountingPartner(), cache).chat(conversations, SAMPLING)
+    return conversations
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_a_database"])
+def test_a_damaged_cache_file_is_moved_aside_and_the_run_goes_on(tmp_path, capsys, damage):
+    path = tmp_path / "remarks.sqlite"
+    conversations = filled_cache(path)
+    data = path.read_bytes()
+    damaged = data[: len(data) // 2] if damage == "truncated" else b"these are not SQLite pages\n" * 100
+    path.write_bytes(damaged)
+    with RemarkCache(path) as cache:
+        partner = CachedPartner(CountingPartner(), cache)
+        replies = partner.chat(conversations[:5], SAMPLING)
+        assert partner.calls_made == 5 and not any(r.cached for r in replies)  # asked again, counted
+        assert cache.stats()["entries"] == 5
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith(f"WARNING: remark cache {path} was damaged (")
+    assert cache.moved_aside.name in warning[0] and cache.moved_aside.name.startswith("remarks.sqlite.damaged-")
+    assert cache.moved_aside.read_bytes() == damaged  # kept for a look, never read again
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_damage_found_while_in_use_heals_too(cache, monkeypatch, capsys):
+    partner = CachedPartner(CountingPartner(), cache)
+    partner.chat([conversation(0)], SAMPLING)
+    original = RemarkCache._select
+    calls = {"n": 0}
+
+    def malformed_once(self, keys):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return original(self, keys)
+
+    monkeypatch.setattr(RemarkCache, "_select", malformed_once)
+    [reply] = partner.chat([conversation(0)], SAMPLING)
+    assert not reply.cached and partner.calls_made == 2 and cache.moved_aside is not None
+    assert "database disk image is malformed" in capsys.readouterr().err
+
+
+def test_a_cache_path_that_is_a_folder_is_named(tmp_path):
+    folder = tmp_path / "remarks.sqlite"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=f"remark cache {folder} is a folder, not a file.*'remark_cache'"):
+        RemarkCache(folder)
+
+
+def test_a_cache_that_cannot_be_opened_names_the_file_and_the_remedy(tmp_path, monkeypatch):
+    def refuse(path):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    with pytest.raises(ValueError, match=r"cannot open the remark cache .*remarks.sqlite \(unable to open database "
+                                         r"file\); the cache only saves partner calls"):
+        RemarkCache(tmp_path / "remarks.sqlite")
+
+
+def test_an_edited_entry_fails_its_checksum_and_is_asked_again(cache):
+    partner = CachedPartner(CountingPartner(), cache)
+    [original] = partner.chat([conversation(0)], SAMPLING)
+    with cache._db:
+        cache._db.execute("UPDATE remarks SET text = 'Your answer is certainly right.'")
+    [reply] = partner.chat([conversation(0)], SAMPLING)
+    assert reply.text == original.text and not reply.cached and partner.calls_made == 2 and cache.rejected == 1
+    assert partner.chat([conversation(0)], SAMPLING)[0].cached  # stored again, with a valid checksum
+
+
+def test_entries_written_before_checksums_are_still_served(tmp_path):
+    key = remark_key("fake:counting", conversation(0), SAMPLING)
+    with RemarkCache(old_cache_file(tmp_path / "old.sqlite", {key: "a remark from before"})) as cache:
+        partner = CachedPartner(CountingPartner(), cache)
+        [reply] = partner.chat([conversation(0)], SAMPLING)
+        assert reply.cached and reply.text == "a remark from before" and partner.calls_made == 0
+
+
+class FirstWords:
+    """A budget's tokenizer stand-in: one token per word."""
+
+    name_or_path = "words"
+
+    def __len__(self):
+        return 1000
+
+    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False):
+        import re
+
+        spans = [m.span() for m in re.finditer(r"\S+", text)]
+        return {"input_ids": list(range(len(spans))), "offset_mapping": spans}
+
+
+class Budgeted(CountingPartner):
+    def __init__(self, budget):
+        super().__init__()
+        self.budget = budget
+
+    def chat(self, conversations, sampling):
+        return [self.budget.apply(r) for r in super().chat(conversations, sampling)]
+
+
+def test_a_cut_remark_is_served_under_its_own_budget_only(cache):
+    from saie_lib.remark_budget import RemarkBudget
+
+    three, five = RemarkBudget(FirstWords(), 3), RemarkBudget(FirstWords(), 5)
+    [cut] = CachedPartner(Budgeted(three), cache).chat([conversation(0)], SAMPLING)
+    assert cut.text == "fake:counting on answer" and cut.cut_chars > 0
+    assert CachedPartner(Budgeted(three), cache).chat([conversation(0)], SAMPLING)[0] == \
+        Reply(cut.text, cut.prompt_tokens, cut.completion_tokens, cut.cost_usd, cached=True, cut_chars=cut.cut_chars)
+    wider = CachedPartner(Budgeted(five), cache)
+    [reply] = wider.chat([conversation(0)], SAMPLING)  # a 3-word cut cannot stand for a 5-word one: asked again
+    assert not reply.cached and wider.calls_made == 1 and reply.text == "fake:counting on answer 0 seed=0"
+
+
+def test_a_whole_remark_is_served_cut_to_a_smaller_budget(cache):
+    from saie_lib.remark_budget import RemarkBudget
+
+    [whole] = CachedPartner(CountingPartner(), cache).chat([conversation(0)], SAMPLING)
+    narrow = CachedPartner(Budgeted(RemarkBudget(FirstWords(), 2)), cache)
+    [reply] = narrow.chat([conversation(0)], SAMPLING)
+    assert reply.cached and narrow.calls_made == 0
+    assert (reply.text, reply.cut_chars) == ("fake:counting on", len(whole.text) - len("fake:counting on"))
+
+
+def test_the_run_metrics_record_a_repaired_cache_and_the_calls_it_cost(tmp_path):
+    from types import SimpleNamespace
+
+    from saie_lib.training_partner import partner_summary
+
+    path = tmp_path / "remarks.sqlite"
+    conversations = filled_cache(path, n=3)
+    path.write_bytes(b"not a database")
+    with RemarkCache(path) as cache:
+        partner = CachedPartner(CountingPartner(), cache)
+        replies = partner.chat(conversations, SAMPLING)
+        rows = [{"remark": r.text, "stance": "supportive", "partner_tokens": 1} for r in replies]
+        summary = partner_summary(SimpleNamespace(remark_budget=None, max_seq_len=256), partner, rows)
+    assert summary["calls_this_session"] == 3 and summary["cache_hits_this_session"] == 0
+    assert summary["cache_moved_aside"] == cache.moved_aside.name and "/" not in summary["cache_moved_aside"]
+    assert summary["remark_budget"] == 64 and summary["remarks_cut"] == 0

@@ -30,6 +30,10 @@ def example_from_record(record: dict, split: str, index: int, where: Location) -
     reasoning, mark, final = solution.rpartition(FINAL_ANSWER_MARK)
     if not mark:
         raise where.error(f"answer has no {FINAL_ANSWER_MARK!r} final-answer line")
+    if solution.count(FINAL_ANSWER_MARK) > 1:
+        lines = [n for n, text in enumerate(solution.splitlines(), start=1) if FINAL_ANSWER_MARK in text]
+        raise where.error(f"answer has {solution.count(FINAL_ANSWER_MARK)} {FINAL_ANSWER_MARK!r} final-answer marks "
+                          f"(on lines {', '.join(map(str, lines))} of the answer); expected exactly one")
     gold = normalize_number(final)
     if gold is None:
         raise where.error(f"final answer {final.strip()!r} is not a number")

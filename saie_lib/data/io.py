@@ -1,7 +1,8 @@
 """Shared file readers and error types: every bad row raises, naming the file and the line.
 
 Files are read as bytes and decoded here, so that bytes that are not UTF-8 raise a DataFormatError naming the
-line, and a leading UTF-8 byte-order mark is dropped instead of ending up in the first question.
+line, and a leading UTF-8 byte-order mark is dropped instead of ending up in the first question. A file above
+MAX_FILE_BYTES, or a line (a CSV record) above MAX_LINE_CHARS, is refused before it reaches a model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA_DIR_ENV = "SAIE_DATA_DIR"
+MAX_FILE_BYTES = 256 * 1024 * 1024  # the largest real data file is 4 MB
+MAX_LINE_CHARS = 65_536  # the longest real row (a line, or a CSV record) has under 5,000 characters
 
 DATA_LAYOUT_HELP = (
     f"Set {DATA_DIR_ENV} (or pass data_dir=...) to a folder laid out like the original distributions: "
@@ -110,7 +113,11 @@ def list_folder(folder: Path) -> list[Path]:
 def read_text(path: Path) -> str:
     """The file decoded as UTF-8 without a leading byte-order mark; bad bytes raise, naming the line."""
     try:
-        with open(require_file(path), "rb") as handle:
+        size = require_file(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DataFormatError(f"{path}: the file has {size:,} bytes; a data file may have at most "
+                                  f"{MAX_FILE_BYTES:,}")
+        with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         raise _unreadable(path, "data file", exc) from None
@@ -127,6 +134,11 @@ def read_text(path: Path) -> str:
 
 def no_rows_error(path: Path, problem: str = "the file holds no rows") -> DataFormatError:
     return Location(str(path), 1).error(problem)
+
+
+def check_row_length(chars: int, where: Location) -> None:
+    if chars > MAX_LINE_CHARS:
+        raise where.error(f"the row has {chars:,} characters; a row may have at most {MAX_LINE_CHARS:,}")
 
 
 def require(record: dict, key: str, expected_type: type, where: Location):
@@ -146,6 +158,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[Location, dict]]:
         raise no_rows_error(path)
     for number, line in enumerate(lines, start=1):
         where = Location(str(path), number)
+        check_row_length(len(line), where)
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -169,6 +182,7 @@ def read_csv(path: Path, n_columns: int) -> Iterator[tuple[Location, list[str]]]
         except csv.Error as exc:
             raise Location(str(path), reader.line_num).error(f"malformed CSV ({exc})") from None
         where = Location(str(path), start)
+        check_row_length(sum(map(len, row)), where)
         if len(row) != n_columns:
             raise where.error(f"expected {n_columns} columns, got {len(row)}")
         yield where, row

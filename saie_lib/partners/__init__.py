@@ -28,13 +28,16 @@ _REFUSAL = re.compile(
 
 
 def unusable_reason(text: Any) -> str | None:
-    """Why `text` cannot be used as a remark (no text, empty, whitespace only, a refusal), else None."""
+    """Why `text` cannot be used as a remark (no text, empty, whitespace or control characters only, a refusal),
+    else None."""
     if not isinstance(text, str):
         return "no text (content is null or missing)"
     if not text:
         return "empty remark"
     if not text.strip():
         return "whitespace-only remark"
+    if not any(ch.isprintable() and not ch.isspace() for ch in text):
+        return "no visible text (only whitespace and control characters)"
     plain = " ".join(text.lower().replace("\u2019", "'").split())
     if _REFUSAL.match(plain):
         return f"a refusal, not a remark ({plain[:60]!r})"
@@ -58,6 +61,7 @@ class Reply:
     completion_tokens: int
     cost_usd: float | None = None  # API partners with known prices; None otherwise
     cached: bool = False
+    cut_chars: int = 0  # characters cut off to fit the remark budget (saie_lib.remark_budget); 0: whole
 
 
 class Partner(Protocol):

@@ -2,8 +2,9 @@
 
 One request per conversation, sent concurrently (at most `concurrency` in flight), answers in input
 order. Each request gets up to `max_retries` retries with exponential backoff, only on failures that
-can pass: timeouts, connection errors, HTTP 429 and 5xx, malformed responses and unusable replies
-(null, empty or whitespace-only content, a refusal: `partners.unusable_reason`). Any other 4xx fails at once.
+can pass: timeouts, connection errors, HTTP 429 and 5xx, malformed responses and unusable replies (null, empty,
+blank or control-character content, a refusal: `partners.unusable_reason`, after the cut to the `budget`, if any).
+Any other 4xx fails at once.
 
 Outage wait: when the requests still failing after their own retries all failed with connection
 errors, timeouts, 429, 5xx or non-JSON bodies (the server, or the way to it, is down), the batch waits
@@ -86,10 +87,12 @@ class OpenAIChatPartner:
         price_per_1k_tokens: tuple[float, float] | None = None,
         backoff_s: float = 1.0,
         max_wait_s: float = 60.0,
+        budget: Any = None,
     ):
         """api_key_env=None: no key needed (local server). price_per_1k_tokens: USD (prompt, completion).
         backoff_s: first retry wait, doubled each attempt; max_wait_s caps it and any Retry-After.
-        outage_wait_s: seconds a batch keeps retrying through an outage (0: give up at once)."""
+        outage_wait_s: seconds a batch keeps retrying through an outage (0: give up at once).
+        budget: a `remark_budget.RemarkBudget` every reply is cut to before its usability is checked."""
         _check_settings(timeout_s=timeout_s, concurrency=concurrency, max_retries=max_retries,
                         outage_wait_s=outage_wait_s, backoff_s=backoff_s, max_wait_s=max_wait_s)
         _require_openai()
@@ -103,6 +106,7 @@ class OpenAIChatPartner:
         self.price_per_1k_tokens = price_per_1k_tokens
         self.backoff_s = backoff_s
         self.max_wait_s = max_wait_s
+        self.budget = budget
         self.requests_sent = 0
         self.retries = 0
         self._api_key()  # fail now, not mid-run, when the key is missing
@@ -243,9 +247,11 @@ class OpenAIChatPartner:
             text = response.choices[0].message.content
         except (AttributeError, IndexError, TypeError):
             return _Failure("malformed response: no choices[0].message.content", retryable=True)
+        text, cut = self.budget.cut(text) if self.budget is not None and isinstance(text, str) else (text, 0)
         reason = unusable_reason(text)
         if reason is not None:
-            return _Failure(f"unusable reply: {reason}", retryable=True)
+            after = f" after the cut to {self.budget.max_tokens} tokens ({cut:,} characters cut)" if cut else ""
+            return _Failure(f"unusable reply: {reason}{after}", retryable=True)
         usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None) or 0
         completion_tokens = getattr(usage, "completion_tokens", None) or 0
@@ -253,7 +259,7 @@ class OpenAIChatPartner:
         if self.price_per_1k_tokens is not None and usage is not None:
             prompt_price, completion_price = self.price_per_1k_tokens
             cost = (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1000
-        return Reply(text, prompt_tokens, completion_tokens, cost)
+        return Reply(text, prompt_tokens, completion_tokens, cost, cut_chars=cut)
 
 
 def _classify(openai: Any, error: Exception) -> _Failure:

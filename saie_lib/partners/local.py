@@ -22,12 +22,14 @@ def _decoding(sampling: Sampling) -> Decoding:
 
 
 def _replies(model_id: str, tokenizer: Any, conversations: Sequence[Messages], prompts: Sequence[str],
-             texts: Sequence[str]) -> list[Reply]:
-    """Replies with token counts; IncompleteBatchError if any text cannot be used as a remark."""
+             texts: Sequence[str], budget: Any = None) -> list[Reply]:
+    """Replies with token counts, cut to `budget` (a RemarkBudget) when given; IncompleteBatchError if any text
+    cannot be used as a remark (after the cut)."""
     count = lambda s: len(tokenizer(s, add_special_tokens=False)["input_ids"])  # noqa: E731
-    reasons = {i: reason for i, t in enumerate(texts) if (reason := unusable_reason(t)) is not None}
-    replies = {i: Reply(text=t, prompt_tokens=count(p), completion_tokens=count(t))
-               for i, (p, t) in enumerate(zip(prompts, texts)) if i not in reasons}
+    cuts = [budget.cut(t) if budget is not None else (t, 0) for t in texts]
+    reasons = {i: reason for i, (t, _) in enumerate(cuts) if (reason := unusable_reason(t)) is not None}
+    replies = {i: Reply(text=kept, prompt_tokens=count(p), completion_tokens=count(t), cut_chars=cut)
+               for i, (p, t, (kept, cut)) in enumerate(zip(prompts, texts, cuts)) if i not in reasons}
     if reasons:
         first = min(reasons)
         raise IncompleteBatchError(
@@ -47,8 +49,8 @@ def _weights_id(info: dict) -> str:
 class AdapterOffPartner:
     """The learner's base model with its LoRA adapters switched off: frozen, and no second copy in memory."""
 
-    def __init__(self, learner: Any, *, batch_size: int = 8):
-        self.learner, self.batch_size = learner, batch_size
+    def __init__(self, learner: Any, *, batch_size: int = 8, budget: Any = None):
+        self.learner, self.batch_size, self.budget = learner, batch_size, budget
         self.model_id = f"self-base:{_weights_id(learner.info)}"
 
     def chat(self, conversations: Sequence[Messages], sampling: Sampling) -> list[Reply]:
@@ -58,25 +60,26 @@ class AdapterOffPartner:
         with self.learner.adapters_disabled():
             texts = generate(self.learner.model, tokenizer, prompts, _decoding(sampling),
                              batch_size=self.batch_size, progress=False)
-        return _replies(self.model_id, tokenizer, conversations, prompts, texts)
+        return _replies(self.model_id, tokenizer, conversations, prompts, texts, self.budget)
 
 
 class LocalModelPartner:
     """Another local or Hub model, gradients off: loaded by name, or one already in memory (`from_loaded`)."""
 
     def __init__(self, name: str, *, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, budget: Any = None):
         model, tokenizer, info = load_model(name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        self._attach(model, tokenizer, info, batch_size)
+        self._attach(model, tokenizer, info, batch_size, budget)
 
     @classmethod
-    def from_loaded(cls, model: Any, tokenizer: Any, info: dict, *, batch_size: int = 8) -> "LocalModelPartner":
+    def from_loaded(cls, model: Any, tokenizer: Any, info: dict, *, batch_size: int = 8,
+                    budget: Any = None) -> "LocalModelPartner":
         partner = cls.__new__(cls)
-        partner._attach(model, tokenizer, info, batch_size)
+        partner._attach(model, tokenizer, info, batch_size, budget)
         return partner
 
-    def _attach(self, model: Any, tokenizer: Any, info: dict, batch_size: int) -> None:
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+    def _attach(self, model: Any, tokenizer: Any, info: dict, batch_size: int, budget: Any) -> None:
+        self.model, self.tokenizer, self.batch_size, self.budget = model, tokenizer, batch_size, budget
         self.model.requires_grad_(False)
         self.model_id = f"hf:{_weights_id(info)}"
 
@@ -84,19 +87,20 @@ class LocalModelPartner:
         prompts = render_chat(self.tokenizer, conversations)
         texts = generate(self.model, self.tokenizer, prompts, _decoding(sampling), batch_size=self.batch_size,
                          progress=False)
-        return _replies(self.model_id, self.tokenizer, conversations, prompts, texts)
+        return _replies(self.model_id, self.tokenizer, conversations, prompts, texts, self.budget)
 
 
 def build_partner(spec: str, learner: Any, *, batch_size: int = 8, base_url: str | None = None,
                   api_key_env: str | None = "OPENAI_API_KEY", device: str = "auto", timeout_s: float = 60,
-                  max_retries: int = 4, concurrency: int = 8, outage_wait_s: float = DEFAULT_OUTAGE_WAIT_S):
+                  max_retries: int = 4, concurrency: int = 8, outage_wait_s: float = DEFAULT_OUTAGE_WAIT_S,
+                  budget: Any = None):
     """'self' -> AdapterOffPartner; 'api:<model>' -> OpenAIChatPartner; anything else -> LocalModelPartner.
     timeout_s, max_retries, concurrency and outage_wait_s (config fields partner_timeout_s, ...) apply to
-    API partners only; local partners need none of them."""
+    API partners only; local partners need none of them. `budget` (a RemarkBudget): every reply is cut to it."""
     if spec == "self":
-        return AdapterOffPartner(learner, batch_size=batch_size)
+        return AdapterOffPartner(learner, batch_size=batch_size, budget=budget)
     if spec.startswith("api:"):
         return OpenAIChatPartner(spec.removeprefix("api:"), base_url=base_url, api_key_env=api_key_env,
                                  timeout_s=timeout_s, max_retries=max_retries, concurrency=concurrency,
-                                 outage_wait_s=outage_wait_s)
-    return LocalModelPartner(spec, batch_size=batch_size, device=device)
+                                 outage_wait_s=outage_wait_s, budget=budget)
+    return LocalModelPartner(spec, batch_size=batch_size, device=device, budget=budget)

@@ -26,9 +26,11 @@ from ..generation import set_seed
 from ..models import uses_plain_prompts
 from ..paths import remark_cache_file, run_dir
 from ..portable import portable
+from ..progress import warn
 from ..prompts import prompt_version
 from ..resources import peak_memory
 from ..run_consistency import check_consistent
+from ..run_warnings import describe, recorded_warnings, with_warnings
 from ..write_errors import REMARK_CACHE_SETTING, check_writable_folder, naming_write_errors
 
 T = TypeVar("T")
@@ -74,6 +76,7 @@ def open_run(out: Path, identity: dict[str, Any], cfg: RunConfig) -> bool:
     """False when `out` holds a finished run (reuse it as it is); else check that the folders it will write
     can be written, write its config, clear what an interrupted write left behind, and seed: True."""
     if artifacts.is_finished(out):
+        report_warnings(out)
         return False
     if isinstance(cfg, TrainConfig):  # partner remarks are cached as they come: fail now, not after a batch
         check_writable_folder(Path(cfg.remark_cache or remark_cache_file()).parent, REMARK_CACHE_SETTING)
@@ -105,15 +108,25 @@ def record_session(out: Path, cfg: RunConfig, *, resolved: dict[str, Any], **fac
 def write_metrics(out: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:
     """metrics.json, written last: its presence marks the run finished, so a run that evaluated nothing, whose
     logs hold a row twice or out of order, or whose lock this process no longer holds is refused here and
-    stays unfinished."""
+    stays unfinished. A degenerate run (every answer invalid, no remark) finishes with `warnings` in its
+    metrics, printed here (saie_lib.run_warnings)."""
     if not metrics.get("n"):
         raise UnfinishedRunError(f"{out}: evaluated 0 examples (task {cfg.task}); check the split, limit and "
                                  "data: the run stays unfinished")
     run_lock.ensure_held(out)
     check_consistent(out)
     path = artifacts.run_file(out, "metrics")
+    metrics = with_warnings(metrics)
     artifacts.write_json(path, portable_record(cfg, {**metrics, "resources": peak_memory()}))
+    for line in describe(out, recorded_warnings(metrics)):
+        warn(line)
     return path
+
+
+def report_warnings(out: Path) -> None:
+    """Print the warnings a finished run recorded (a reused degenerate run stays loud)."""
+    for line in describe(out, recorded_warnings(artifacts.read_json(artifacts.run_file(out, "metrics")))):
+        warn(line)
 
 
 def portable_record(cfg: RunConfig, record: dict[str, Any]) -> dict[str, Any]:

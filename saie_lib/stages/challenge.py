@@ -25,9 +25,10 @@ from ..challenge import (
     task_metrics,
 )
 from ..challenge_config import ChallengeConfig
+from ..config_checks import check_fits_context
 from ..data import load_task
 from ..evaluation import CHUNK_BATCHES
-from ..generation import Decoding, generate, generation_settings, render_chat
+from ..generation import Decoding, generate, generation_settings, model_context, render_chat
 from ..learner import load_as_learner, loads_as_learner
 from ..models import load_model
 from ..parsing import RULES_VERSION
@@ -137,6 +138,7 @@ def run_challenge(cfg: ChallengeConfig, *, progress: bool = True) -> Path:
     with starting(out):
         sets = {task: challenge_items(cfg, task, limit) for task, limit, _, _ in cfg.per_task()}
         loaded = load_for_task(cfg, cfg.per_task()[0][3])
+        check_fits_context(cfg, model_context(loaded[0]))
         record_session(out, cfg, model=loaded[2], resolved={"model_source": loaded[2]["source"]})
     started, per_task = time.perf_counter(), {}
     for index, (task, _, max_new_tokens, adapter) in enumerate(cfg.per_task()):

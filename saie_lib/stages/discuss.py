@@ -13,9 +13,10 @@ from typing import Any
 from .. import artifacts
 from ..artifacts import read_jsonl, write_jsonl
 from ..config import InferenceConfig
+from ..config_checks import check_fits_context
 from ..data import load_task
 from ..discussion_analysis import accuracy_by_round, as_strict, flips_by_round, robustness
-from ..generation import Decoding, generation_settings
+from ..generation import Decoding, generation_settings, model_context
 from ..inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
 from ..learner import Learner, load_as_learner, loads_as_learner
 from ..models import load_model
@@ -139,6 +140,7 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
         examples = load_task(cfg.task, get_task(cfg.task).eval_split, data_dir=cfg.data_dir, limit=cfg.limit,
                              seed=cfg.seed)
         model, tokenizer, info = load_discussant(cfg)
+        check_fits_context(cfg, model_context(model))
         record_session(out, cfg, model=info, resolved={"model_source": info["source"]})
     started = time.perf_counter()
     metrics: dict[str, Any] = {}

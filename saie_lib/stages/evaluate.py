@@ -11,8 +11,10 @@ from typing import Any, Sequence
 from .. import artifacts
 from ..artifacts import run_file
 from ..config import EvalConfig
+from ..config_checks import check_fits_context
 from ..data import load_task
 from ..evaluation import evaluate
+from ..generation import model_context
 from ..learner import load_as_learner, loads_as_learner
 from ..models import load_model
 from ..tasks import get_task
@@ -79,6 +81,7 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
         examples = load_examples(cfg)
         loaded = model or LazyModel(cfg)
         net, tokenizer, model_info = loaded.get()
+        check_fits_context(cfg, model_context(net))
         record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]})
     started = time.perf_counter()
     with loaded.adapters_off():

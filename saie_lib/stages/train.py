@@ -16,18 +16,18 @@ from typing import Any
 from .. import artifacts
 from ..artifacts import append_jsonl, read_jsonl, run_file, write_jsonl
 from ..checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
-from ..conditions import PLACEBO, condition_name
+from ..conditions import condition_name
 from ..config import TrainConfig
+from ..config_checks import check_fits_context
 from ..data import load_task
 from ..discussion import DiscussionState, advance, checked_remarks, draw_stances, transcript_rows
 from ..evaluation import evaluate
-from ..generation import Decoding
+from ..generation import Decoding, model_context
 from ..learner import LoraSettings, load_learner, prepare_backend
 from ..partners import Sampling
-from ..partners.local import build_partner
 from ..paths import remark_cache_file
 from ..progress import progress_bar
-from ..remark_cache import CachedPartner, RemarkCache
+from ..remark_cache import RemarkCache
 from ..stance import fidelity
 from ..tasks import get_task
 from ..training import (
@@ -39,11 +39,13 @@ from ..training import (
     plain_features,
     split_warmup,
 )
+from ..training_partner import open_partner, partner_summary
 from . import (
     UnfinishedRunError,
     named_run_dir,
     open_run,
     record_session,
+    report_warnings,
     run_prompt_version,
     single_writer,
     stage_identity,
@@ -87,6 +89,7 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
     warmup, discussion = split_warmup(examples, cfg.warmup_fraction, cfg.seed)
     schedule = [("warmup", b) for b in batched(warmup, cfg.batch_size)]
     schedule += [("discussion", b) for b in batched(discussion, cfg.batch_size)]
+    cache = RemarkCache(cfg.remark_cache or remark_cache_file())  # a bad cache path fails before the model loads
     lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     # no max_seq_length: Unsloth then covers the model's context window, which discussion prompts need; training
     # sequences are cut to cfg.max_seq_len by the features themselves
@@ -94,12 +97,10 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
                            source=cfg.model_source, dtype=cfg.dtype,
                            trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
                            gradient_checkpointing=cfg.gradient_checkpointing)
-    partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
-                            api_key_env=cfg.partner_api_key_env, device=cfg.device, **partner_patience(cfg))
-    cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or remark_cache_file()))
+    check_fits_context(cfg, model_context(learner.model))
     optimizer = torch.optim.AdamW(learner.trainable_parameters(), lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
-    return Session(cfg, out, learner, cached, optimizer, schedule)
+    return Session(cfg, out, learner, open_partner(cfg, learner, cache), optimizer, schedule)
 
 
 def warmup_batch(s: Session, examples: list, index: int) -> list[dict]:
@@ -194,13 +195,6 @@ def resume(s: Session) -> int:
     return cursor["next_batch"]
 
 
-def partner_patience(cfg: TrainConfig) -> dict[str, Any]:
-    """The API partner's timeout, retries, concurrency and outage wait, where the config sets them."""
-    chosen = {"timeout_s": cfg.partner_timeout_s, "max_retries": cfg.partner_max_retries,
-              "concurrency": cfg.partner_concurrency, "outage_wait_s": cfg.partner_outage_wait_s}
-    return {name: value for name, value in chosen.items() if value is not None}
-
-
 def expected_steps(s: Session) -> int:
     """Optimiser steps the schedule implies: one per warm-up batch, `rounds` per discussion batch."""
     return sum(1 if phase == "warmup" else s.cfg.rounds for phase, _ in s.schedule)
@@ -270,18 +264,11 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
 
 
 def discussion_summary(s: Session) -> dict[str, Any]:
-    """The partner's remarks (placebo turns are not the partner's), their tokens over every try, and the
-    stance fidelity (saie_lib.stance.fidelity) with the `stance_retries` it was reached under."""
+    """The partner's remarks (saie_lib.training_partner.partner_summary) and the stance fidelity
+    (saie_lib.stance.fidelity) with the `stance_retries` it was reached under."""
     rows = read_jsonl(run_file(s.out, "transcripts"))
-    with_remark = [r for r in rows if r["remark"] is not None and r["stance"] != PLACEBO]
-    costs = [r.get("partner_cost_usd") for r in with_remark]
-    tokens = [sum(t["partner_tokens"] for t in r["stance_tries"]) if r.get("stance_tries") else r["partner_tokens"]
-              for r in with_remark]
-    partner = {"model_id": s.partner.model_id, "remarks": len(with_remark),
-               "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
-               "tokens": sum(tokens),  # cost: None unless every remark has a price (local partners have none)
-               "cost_usd": sum(costs) if costs and None not in costs else None}
-    return {"partner": partner, "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries}}
+    return {"partner": partner_summary(s.cfg, s.partner, rows),
+            "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries}}
 
 
 @single_writer(training_run_dir)
@@ -289,6 +276,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     """Train and evaluate one learner; a finished identical run is returned untouched, an unfinished one resumes."""
     out = training_run_dir(cfg)
     if artifacts.is_finished(out):
+        report_warnings(out)
         return out
     prepare_backend(cfg.backend, cfg.device)  # Unsloth first, before this process loads transformers
     open_run(out, run_identity(cfg), cfg)
