@@ -180,6 +180,33 @@ def extract_answer(task: str, text: str, mode: str = "flexible", *, choices: Seq
     return _extract_letter(text, flexible, spec.labels, choices)
 
 
+# The end of a finished sentence: ".", "!" or "?", closing quotes, brackets or bold after it allowed.
+_FINISHED_RE = re.compile(r"[.!?][\"')\]*]*$")
+_SENTENCE_BREAK_RE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def answer_reached(task: str, text: str, parsed: Parsed) -> bool:
+    """Did a response state the answer `parsed` read from it? A turn cut off mid-reasoning did not: for number
+    tasks, a value found only by the last-number rule counts when the response's last sentence is finished and
+    holds that number ("... so 18 in total."), not when it is a number from unfinished reasoning ("... 8 * 2 =
+    16 barrels.\n\nTo find out how many"). Any other valid parse is a stated answer."""
+    if parsed.value is None:
+        return False
+    if parsed.method != "last_number" or get_task(task).answer_type != "number":
+        return True
+    text = text.rstrip()
+    if not _FINISHED_RE.search(text):
+        return False
+    last = _SENTENCE_BREAK_RE.split(text)[-1]
+    return any(normalize_number(m["num"]) == parsed.value for m in _NUMBER_RE.finditer(last))
+
+
+def stated_answer(task: str, text: str, *, choices: Sequence[str] = ()) -> str | None:
+    """The answer a response states (flexible parse), or None when it has none or was cut off before it."""
+    parsed = extract_answer(task, text, choices=choices)
+    return parsed.value if answer_reached(task, text, parsed) else None
+
+
 def grade(task: str, text: str, gold: str, *, mode: str = "flexible",
           choices: Sequence[str] = ()) -> tuple[Parsed, bool]:
     """(parsed answer, correct) against a gold that is already normalised (as loaders give it); an unparseable

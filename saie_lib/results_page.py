@@ -155,7 +155,9 @@ def _fidelity_lines(training: list[dict[str, Any]]) -> list[str]:
 
 def _fidelity_cell(row: dict[str, Any]) -> str:
     retries = row.get("stance_retries") or 0
-    return (f"{row['stance_fidelity']:.2f} ({row['stance_first_try']:.2f})"
+    share = "—" if row["stance_fidelity"] is None else f"{row['stance_fidelity']:.2f} ({row['stance_first_try']:.2f})"
+    unanswered = row.get("stance_no_answer") or 0
+    return (share + (f" · no answer {unanswered}/{row['stance_remarks']}" if unanswered else "")
             + (f" · ≤ {retries:.0f} re-asks" if retries else ""))
 
 

@@ -11,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from saie_lib.data import load_task
-from saie_lib.parsing import INVALID, INVALID_METHODS, MODES, Parsed, extract_answer, grade, normalize_number
+from saie_lib.parsing import (
+    INVALID,
+    INVALID_METHODS,
+    MODES,
+    Parsed,
+    answer_reached,
+    extract_answer,
+    grade,
+    normalize_number,
+    stated_answer,
+)
 from saie_lib.prompts import ANSWER_LINE, format_target
 from saie_lib.tasks import TASKS
 
@@ -343,3 +353,23 @@ def test_gsm8k_gold_parity_on_every_real_row(real_data_dir, split):
     """Each worked solution of the real files, '#### N' line included, grades as its own gold in both modes."""
     mismatches = gsm8k_gold_mismatches(real_data_dir / "gsm8k" / f"{split}.jsonl")
     assert not mismatches, mismatches[:5]
+
+
+# --- turns that reach an answer ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("task", "text", "stated"), _table([
+    ("cue", "gsm8k", "So 8 * 2 = 16.\nThe answer is 16.", "16"),
+    ("finished_last_sentence", "gsm8k", "She has 3 apples and buys 4, so 7 in total.", "7"),
+    ("decimal_at_the_end", "gsm8k", "It costs $4.50.", "4.5"),
+    # cut off mid-reasoning: the last number is a step of unfinished work (committed cpu-quick GSM8K turns)
+    ("cut_off", "gsm8k", "So, 6 classes * 1 eraser = 6 erasers.\n\nNow, we need to find out how many", None),
+    ("number_not_in_last_sentence", "gsm8k", "This gives us 1.15.\n\nNow, we need to find the discount.", None),
+    ("ends_mid_expression", "gsm8k", "The total number of bars left is 1 + 1 =", None),
+    ("letter", "commonsense_qa", "(C) Water Fountain", "C"),
+    ("hedged_letters", "commonsense_qa", "The answer is A. The answer is B.", None),
+    ("nothing", "gsm8k", "I'm ready to help. What's the next question?", None),
+]))
+def test_stated_answer(task, text, stated):
+    assert stated_answer(task, text) == stated
+    parsed = extract_answer(task, text)
+    assert answer_reached(task, text, parsed) is (stated is not None)

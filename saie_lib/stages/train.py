@@ -28,7 +28,7 @@ from ..partners.local import build_partner
 from ..paths import remark_cache_file
 from ..progress import progress_bar
 from ..remark_cache import CachedPartner, RemarkCache
-from ..stance import fidelity
+from ..stance import CHECKER_VERSION, fidelity, learner_turns
 from ..tasks import get_task
 from ..training import (
     NonFiniteLossError,
@@ -278,7 +278,9 @@ def discussion_summary(s: Session) -> dict[str, Any]:
                "calls_this_session": s.partner.calls_made, "cache_hits_this_session": s.partner.hits,
                "tokens": sum(tokens),  # cost: None unless every remark has a price (local partners have none)
                "cost_usd": sum(costs) if costs and None not in costs else None}
-    return {"partner": partner, "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries}}
+    return {"partner": partner, "learner_turns": learner_turns([r.get("stated") for r in rows]),
+            "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries, "checker": CHECKER_VERSION}}
+
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
