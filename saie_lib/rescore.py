@@ -6,8 +6,10 @@ Evaluation runs (samples.jsonl) get both parses, the method and correctness reco
 fields of metrics.json (accuracy, ci95, invalid rates, methods, with and without _strict) recomputed with
 `evaluation.compute_metrics`. Inference runs (samples.<setting>.jsonl) get each round's `parsed`/`correct`
 recomputed and each setting's by_round / final / flips / robustness recomputed with the functions that wrote
-them. Rows that lack the choice texts the flexible parse reads get them from the task's data files by
-example id (needs a data folder, SAIE_DATA_DIR); an id not found there is an error. metrics.json records
+them. Robustness runs (samples.<task>.jsonl) get every answer (first, after each remark) parsed again and each
+task's outcome metrics recomputed (`challenge.task_metrics`). Rows that lack the choice texts the flexible
+parse reads get them from the task's data files by example id (needs a data folder, SAIE_DATA_DIR); an id not
+found there is an error. metrics.json records
 each re-scoring in `rescored` (parser rules version, git state, date, rows and changes). config.json, and so
 the run's identity, is never touched. Training transcripts are not re-scored: they record what training saw
 (including the checks that decided any `stance_retries` re-ask). Every remark of a training run's transcripts
@@ -27,6 +29,7 @@ from typing import Any, Sequence
 
 from . import artifacts
 from .artifacts import read_json, read_jsonl, run_file, setting_samples, write_json, write_jsonl
+from .challenge import REMARK_KINDS, task_metrics
 from .conditions import PLACEBO, STANCES
 from .data import load_task
 from .data.io import resolve_data_dir
@@ -38,6 +41,7 @@ from .tasks import get_task
 
 EVAL_FIELDS = ("parsed_strict", "parsed", "method", "correct_strict", "correct")
 INFERENCE_FIELDS = ("parsed", "correct")
+CHALLENGE_FIELDS = ("parsed", "parsed_strict", "method")
 
 
 def choices_by_id(task: str, split: str, ids: Sequence[str], data_dir: str | Path | None) -> dict[str, list]:
@@ -160,6 +164,39 @@ def _inference_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[s
     return {**metrics, "settings": settings}, changed, total
 
 
+def rescore_challenge_rows(rows: list[dict], task: str) -> list[dict]:
+    """Each answer of a robustness row (first, and after each remark kind) parsed again, both modes."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        for part in ("first", *REMARK_KINDS):
+            flexible, _ = grade(task, row[part]["output"], row["gold"], choices=row["choices"])
+            strict, _ = grade(task, row[part]["output"], row["gold"], mode="strict", choices=row["choices"])
+            row[part] = {**row[part], "parsed": flexible.value, "parsed_strict": strict.value,
+                         "method": flexible.method}
+        out.append(row)
+    return out
+
+
+def _challenge_parses(rows: list[dict]) -> list[dict]:
+    return [{f"{part}.{k}": r[part][k] for part in ("first", *REMARK_KINDS) for k in CHALLENGE_FIELDS} for r in rows]
+
+
+def _challenge_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[str, int], int]:
+    tasks, changed, total = dict(metrics["tasks"]), dict.fromkeys(CHALLENGE_FIELDS, 0), 0
+    for task, result in tasks.items():
+        path = setting_samples(run_dir, task)
+        before = read_jsonl(path)
+        after = rescore_challenge_rows(before, task)
+        write_jsonl(path, after)
+        tasks[task] = {**result, **task_metrics(after)}
+        keys = [f"{part}.{k}" for part in ("first", *REMARK_KINDS) for k in CHALLENGE_FIELDS]
+        moved = _changed(_challenge_parses(before), _challenge_parses(after), keys)
+        changed = {f: changed[f] + sum(n for k, n in moved.items() if k.endswith(f".{f}")) for f in changed}
+        total += len(after)
+    return {**metrics, "tasks": tasks}, changed, total
+
+
 def rescore_run(run_dir: str | Path, *, data_dir: str | Path | None = None) -> dict[str, Any]:
     """Re-score one finished run dir in place; returns the `rescored` entry it recorded."""
     run_dir = Path(run_dir)
@@ -167,7 +204,7 @@ def rescore_run(run_dir: str | Path, *, data_dir: str | Path | None = None) -> d
     if not metrics_path.is_file():
         raise ValueError(f"{run_dir}: no {metrics_path.name}; only a finished run can be re-scored")
     metrics = read_json(metrics_path)
-    handler = _inference_run if "settings" in metrics else _eval_run
+    handler = _inference_run if "settings" in metrics else _challenge_run if "tasks" in metrics else _eval_run
     updated, changed, rows = handler(run_dir, metrics, data_dir)
     entry = {"parser_rules": RULES_VERSION, **artifacts.git_state(),
              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "rows": rows, "changed": changed}
