@@ -16,6 +16,7 @@ from .artifacts import stable_hash
 from .conditions import PLACEBO, STANCES
 from .parsing import grade, stated_answer
 from .partners import IncompleteBatchError, Partner, Reply, Sampling
+from .partners.scripted import is_scripted
 from .prompts import PLACEBO_REMARK, build_messages, partner_messages, revision_turns
 from .stance import StanceCheck, check_stance
 from .tasks import Example
@@ -54,10 +55,14 @@ class DiscussionState:
 
 def partner_turn(partner: Partner, examples: Sequence[Example], responses: Sequence[str],
                  stances: Sequence[str | None], sampling: Sampling, *, sees_gold: bool) -> list[Any]:
-    """Remarks for the examples that have a stance (one batched partner call), the fixed placebo remark where
-    the stance is `placebo` (no call); None where there is none."""
+    """Remarks for the examples that have a stance (one batched partner call; a scripted partner writes them),
+    the fixed placebo remark where the stance is `placebo` (no call); None where there is none."""
     remarks: list[Any] = [Reply(PLACEBO_REMARK, 0, 0) if s == PLACEBO else None for s in stances]
     wanted = [i for i, s in enumerate(stances) if s in STANCES]
+    if is_scripted(partner):  # written from the learner's answer: no messages, no call, never sees the gold
+        replies = partner.remarks([examples[i] for i in wanted], [responses[i] for i in wanted],
+                                  [stances[i] for i in wanted])
+        return [replies[wanted.index(i)] if i in wanted else r for i, r in enumerate(remarks)]
     asked = [partner_messages(examples[i], responses[i], stances[i], sees_gold=sees_gold) for i in wanted]
     try:
         replies = partner.chat(asked, sampling) if asked else []
@@ -105,7 +110,7 @@ def checked_remarks(partner: Partner, examples: Sequence[Example], responses: Se
     checks = [_check(e, a, r, t) if s in STANCES else None
               for e, a, r, s, t in zip(examples, answers, remarks, stances, responses)]
     tries = [[_try_record(0, r, c, s)] if s in STANCES else [] for r, c, s in zip(remarks, checks, stances)]
-    for attempt in range(1, retries + 1):
+    for attempt in range(1, 0 if is_scripted(partner) else retries + 1):  # a script says the same again
         failing = [i for i, c in enumerate(checks) if c is not None and not c.holds(stances[i])]
         if not failing:
             break

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import robustness_report
 from .artifacts import REPRODUCE_LOG, atomic_write_text, read_jsonl
-from .conditions import CONDITIONS
+from .conditions import ALL_CONDITIONS
 from .experiments import EXPERIMENTS, marker_run_dirs, marker_seed_run_dirs
 from .paths import figures_dir
 from .paths import results_root as _root
@@ -124,7 +124,7 @@ def _training_lines(profile: str, experiments: dict[str, Any], root: Path) -> li
              "Flexible parse, unparseable = wrong; 95% Wilson interval in brackets; then the strict parse's "
              "accuracy (only \"The answer is X.\" / \"#### N\"). Within a seed, every column has the same "
              "training examples, steps and evaluation examples.", ""]
-    present = [c for c in CONDITIONS if any(r["condition"] == c for r in training)]  # older runs lack some
+    present = [c for c in ALL_CONDITIONS if any(r["condition"] == c for r in training)]  # older runs lack some
     lines += _pivot(training, "task", present, _interval)
     lines += ["", f"![conditions](figures/{profile}_conditions.png)", ""]
     if (figures_dir(root) / f"{profile}_letters.png").is_file():
@@ -146,7 +146,7 @@ def _fidelity_lines(training: list[dict[str, Any]]) -> list[str]:
     held = [r for r in training if r.get("stance_fidelity") is not None]
     if not held:
         return []
-    columns = [c for c in CONDITIONS if any(r["condition"] == c for r in held)]
+    columns = [c for c in ALL_CONDITIONS if any(r["condition"] == c for r in held)]
     return ["Stance fidelity: the share of the partner's remarks whose stance, as the rule-based checker "
             "(`saie_lib/stance.py`) reads it, matches the stance asked for (the remark trained on; the partner's "
             "first try in brackets, before any `stance_retries` re-ask; then the re-asks the runs allowed, if any):",

@@ -142,6 +142,13 @@ TRAINING_CLAIMS = (("saie", "none", "SAIE beats conventional fine-tuning"),
                    ("saie", "adversarial", "SAIE beats adversarial-only discussion"),
                    ("saie", "placebo", "SAIE beats a placebo discussion with no stance (our control)"),
                    ("saie_mixed", "none", "SAIE with the mixed target beats conventional fine-tuning (our control)"),
+                   ("saie_scripted", "none", "SAIE with the scripted partner beats conventional fine-tuning (our control)"),
+                   ("saie_scripted", "supportive_scripted",
+                    "SAIE beats supportive-only discussion, both with the scripted partner (our control)"),
+                   ("saie_scripted", "adversarial_scripted",
+                    "SAIE beats adversarial-only discussion, both with the scripted partner (our control)"),
+                   ("saie_scripted", "saie", "SAIE with the scripted partner beats SAIE with the model partner "
+                    "(our control: does a stance that holds matter?)"),
                    ("none", "base",
                     "conventional fine-tuning beats the untrained model (a sanity check, not a paper claim)"))
 INFERENCE_CLAIMS = (("saie", "none", "the SAIE model beats the conventionally fine-tuned one"),

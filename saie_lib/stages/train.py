@@ -25,6 +25,7 @@ from ..generation import Decoding
 from ..learner import LoraSettings, load_learner, prepare_backend
 from ..partners import Sampling
 from ..partners.local import build_partner
+from ..partners.scripted import is_scripted
 from ..paths import remark_cache_file
 from ..progress import progress_bar
 from ..remark_cache import CachedPartner, RemarkCache
@@ -56,7 +57,7 @@ def run_identity(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def training_run_dir(cfg: TrainConfig) -> Path:
-    condition = condition_name(cfg.remark_policy, cfg.update_target)
+    condition = condition_name(cfg.remark_policy, cfg.update_target, cfg.partner)
     return named_run_dir(cfg, f"{cfg.task}-{condition}-{artifacts.slug(cfg.model)}", run_identity(cfg))
 
 
@@ -92,8 +93,10 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
                            trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
                            gradient_checkpointing=cfg.gradient_checkpointing)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
-                            api_key_env=cfg.partner_api_key_env, device=cfg.device, **partner_patience(cfg))
-    cached = CachedPartner(partner, RemarkCache(cfg.remark_cache or remark_cache_file()))
+                            api_key_env=cfg.partner_api_key_env, device=cfg.device, seed=cfg.seed,
+                            **partner_patience(cfg))
+    cached = partner if is_scripted(partner) else CachedPartner(partner, RemarkCache(cfg.remark_cache
+                                                                                       or remark_cache_file()))
     optimizer = torch.optim.AdamW(learner.trainable_parameters(), lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
     return Session(cfg, out, learner, cached, optimizer, schedule)
@@ -259,7 +262,7 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
         "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
         "remark_policy": s.cfg.remark_policy, "update_target": s.cfg.update_target,
-        "condition": condition_name(s.cfg.remark_policy, s.cfg.update_target), "run_id": s.out.name,
+        "condition": condition_name(s.cfg.remark_policy, s.cfg.update_target, s.cfg.partner), "run_id": s.out.name,
         "prompt_version": run_prompt_version(s.cfg), "seed": s.cfg.seed, "steps": s.step,
         "train_seconds_this_session": round(train_seconds, 1),
         "eval_seconds": round(time.perf_counter() - eval_started, 1), **discussion_summary(s)})
