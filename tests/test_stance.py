@@ -122,8 +122,8 @@ def test_remarks_to_a_turn_without_an_answer_are_their_own_category():
 
 
 def test_pooled_fidelity_weights_by_answered_remarks_and_keeps_the_re_asks():
-    from saie_lib.results_page import _fidelity_cell
     from saie_lib.stance import pooled_fidelity
+    from saie_lib.stance_report import fidelity_cell as _fidelity_cell
 
     runs = [{"stance_fidelity": {"remarks": 30, "answered": 30, "no_answer": 0, "overall": 0.9, "first_try": 0.5,
                                  "stance_retries": 4}},
