@@ -187,6 +187,22 @@ def robustness_findings(profile: str, root: Path) -> list[str]:
     return lines
 
 
+def resolved_overview(profiles: list[str], root: Path) -> list[str]:
+    """Near the top: per profile, how many paired comparisons resolved, and each resolved one in a sentence."""
+    lines = ["**What these records resolve.** Every paired comparison that a test resolves after the Holm–Bonferroni "
+             "correction, per profile (the sections below give every test, resolved or not). A test pairs the "
+             "evaluation items of one trained model per condition and seed: with one training seed it cannot say "
+             "whether a difference would survive another draw of training examples and training noise.", ""]
+    for profile in profiles:
+        checked = findings(profile, root)
+        resolved = [f for f in checked if f["verdict"] != "not resolved at this n"]
+        parts = [f"{len(resolved)} of {len(checked)} comparisons of the paper's claims"] + [
+            f"{f['claim']} — {f['task']} {f['setting']}: {f['verdict']}" for f in resolved]
+        lines.append(f"- `{profile}`: " + "; ".join(parts) + ".")
+        lines += [f"  {line}" for line in robustness_findings(profile, root)]
+    return lines + [""]
+
+
 def rouge_lines(rouge: list[dict[str, Any]]) -> list[str]:
     if not rouge:
         return []
@@ -233,8 +249,9 @@ def build_all(results_root: str | Path | None = None) -> Path:
 
     root = _root(results_root)
     profiles_table(root)
-    lines = [HEADER]
-    for profile in profiles_with_results(root):
+    profiles = profiles_with_results(root)
+    lines = [HEADER] + resolved_overview(profiles, root)
+    for profile in profiles:
         write_combined(profile, root)
         lines += profile_section(profile, root)
     path = root / "README.md"

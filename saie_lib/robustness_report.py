@@ -183,9 +183,10 @@ def page_lines(profile: str, experiments: dict[str, dict[str, Any]]) -> list[str
         lines += [to_markdown(table, [c for c in COLUMNS if c != "run"]),
                   f"![robustness](figures/{profile}_{name}.png)", ""]
         lines += ranges(table) + [""] + statements(checked) + [""]
+        power = power_lines(checked)
         lines += [f"Power of these tests at their own sample sizes (two-sided, alpha {ALPHA}; normal approximation "
                   "of McNemar's test at the discordance each measure's tests show, "
-                  "`saie_lib.stats.min_detectable_difference`):", ""] + power_lines(checked) + [""]
+                  "`saie_lib.stats.min_detectable_difference`):", ""] + power + [""] if power else []
     return lines
 
 

@@ -301,6 +301,7 @@ def test_report_from_run_dirs(tmp_path, data_dir):
     page = "\n".join(robustness_report.page_lines("tiny", {"robustness": marker}))
     assert "### Robustness to remarks (commonsense_qa n = 4, gsm8k n = 3)" in page
     assert f"Holm–Bonferroni over all {len(checked)} tests" in page and "0 resolved" in page
+    assert "placebo against none" in page  # the control pair, named
 
 
 @pytest.mark.slow  # about 6 s alone, over 20 s on a loaded 2-core machine

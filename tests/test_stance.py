@@ -255,3 +255,11 @@ def test_kappa_is_chance_corrected():
     assert cohen_kappa(["a", "a"], ["a", "a"]) is None and cohen_kappa([], []) is None
     with pytest.raises(ValueError, match="two labels per item"):
         cohen_kappa(["a"], [])
+
+
+def test_the_committed_page_states_the_agreement_computed_from_the_labelled_sets():
+    page = (Path(__file__).resolve().parents[1] / "results" / "README.md").read_text(encoding="utf-8")
+    held = labelled_agreement(stance_label_files()["held_out"])
+    dev = labelled_agreement(stance_label_files()["development"])
+    assert f"On the {held['n']} held-out remarks" in page and f"Cohen's kappa {held['kappa']:.2f}" in page
+    assert f"(kappa {dev['kappa']:.2f})" in page
