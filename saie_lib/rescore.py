@@ -95,7 +95,7 @@ def _eval_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[str, i
     after = rescore_eval_rows(_with_choices(before, task, metrics["split"], data_dir), task)
     write_jsonl(path, after)
     updated = {**metrics, **compute_metrics(after)}
-    if run_file(run_dir, "transcripts").is_file():
+    if run_file(run_dir, "transcripts").is_file() and read_jsonl(run_file(run_dir, "transcripts")):
         updated.update(recheck_stances(run_dir, task, data_dir, metrics.get("stance_fidelity")))
     return updated, _changed(before, after, EVAL_FIELDS), len(after)
 

@@ -180,3 +180,11 @@ def test_rescore_robustness_run(tmp_path):
     task = read_json(run_file(run, "metrics"))["tasks"]["commonsense_qa"]
     assert task["agree"]["flexible"]["kept_correct"]["share"] == 0.0 and task["challenge_set"] == "abc"
     assert entry["changed"] == {"parsed": 2, "parsed_strict": 0, "method": 2} and entry["rows"] == 1
+
+
+def test_a_run_without_a_discussion_gets_no_stance_records(tmp_path, csqa, fixture_data_dir):
+    run = _eval_run(tmp_path, csqa, [f"The answer is {e.answer}." for e in csqa])
+    write_jsonl(run_file(run, "transcripts"), [])  # conventional fine-tuning: an empty transcript
+    rescore_run(run, data_dir=fixture_data_dir)
+    assert not run_file(run, "stance_checks").exists()
+    assert "learner_turns" not in read_json(run_file(run, "metrics"))
