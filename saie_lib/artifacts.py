@@ -25,6 +25,7 @@ RUN_FILES = {
     "samples_partial": "samples.partial.jsonl",
     "train_log": "train_log.jsonl",
     "transcripts": "transcripts.jsonl",
+    "stance_checks": "stance_checks.jsonl",  # today's stance checker on every remark (saie_lib.rescore)
     "adapter": "adapter",
     "merged": "merged-16bit",
     "checkpoints": "checkpoints",

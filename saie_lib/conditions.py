@@ -11,6 +11,10 @@
   policy with the gold target, and `saie_mixed` (SAIE with the mixed target, so the question-only behaviour is
   trained as in conventional fine-tuning). Tables, markers, figures and the inference experiment's `label`
   use these names.
+- The **scripted family** (`supportive_scripted`, `adversarial_scripted`, `saie_scripted`) is each stance
+  policy with the scripted partner (`partner: scripted`, `partners.scripted`), whose remarks hold their stance
+  by construction. A profile runs them only when its `conditions` list names them (they are not in the default
+  `CONDITIONS`).
 - An **inference setting** is one way a model answers at inference time (alone, in discussion, ...).
 """
 
@@ -24,21 +28,31 @@ PLACEBO = "placebo"  # the partner turn of the placebo control: no stance
 REMARK_POLICIES = ("none", PLACEBO, "supportive", "adversarial", "saie")
 NO_PARTNER_POLICIES = ("none", PLACEBO)  # remark policies that never ask the partner
 # A trained condition that is not a remark policy with the gold target -> the config fields that make it
-CONDITION_FIELDS: dict[str, dict[str, Any]] = {"saie_mixed": {"remark_policy": "saie", "update_target": "mixed"}}
-TRAINED_CONDITIONS = (*REMARK_POLICIES, *CONDITION_FIELDS)
-CONDITIONS = ("base", *TRAINED_CONDITIONS)
+SCRIPTED = "scripted"  # the partner whose stance holds by construction
+SCRIPTED_SUFFIX = "_scripted"
+SCRIPTED_CONDITIONS = tuple(f"{p}{SCRIPTED_SUFFIX}" for p in (*STANCES, "saie"))
+CONDITION_FIELDS: dict[str, dict[str, Any]] = {
+    "saie_mixed": {"remark_policy": "saie", "update_target": "mixed"},
+    **{f"{p}{SCRIPTED_SUFFIX}": {"remark_policy": p, "partner": SCRIPTED} for p in (*STANCES, "saie")}}
+TRAINED_CONDITIONS = (*REMARK_POLICIES, "saie_mixed")
+CONDITIONS = ("base", *TRAINED_CONDITIONS)  # a profile's default: what every experiment compares
+ALL_CONDITIONS = (*CONDITIONS, *SCRIPTED_CONDITIONS)  # what a profile may name, in the canonical order
 INFERENCE_SETTINGS = ("individual", "self_discussion", "multi_agent", "self_consistency", "partner_discussion")
 TARGET_SUFFIXES = {"gold": "", "mixed": "_mixed", "self_revision_if_correct": "_selfrev"}
 
 
 def condition_fields(condition: str) -> dict[str, Any]:
-    """The TrainConfig fields that make a trained condition (its remark policy, and a target other than gold)."""
-    if condition not in TRAINED_CONDITIONS:
-        raise ValueError(f"unknown trained condition {condition!r}; known: {', '.join(TRAINED_CONDITIONS)}")
+    """The TrainConfig fields that make a trained condition (its remark policy, a target other than gold, the
+    scripted partner)."""
+    known = (*TRAINED_CONDITIONS, *SCRIPTED_CONDITIONS)
+    if condition not in known:
+        raise ValueError(f"unknown trained condition {condition!r}; known: {', '.join(known)}")
     return CONDITION_FIELDS.get(condition, {"remark_policy": condition})
 
 
-def condition_name(remark_policy: str, update_target: str = "gold") -> str:
+def condition_name(remark_policy: str, update_target: str = "gold", partner: str | None = None) -> str:
     """The condition a training config trains: its remark policy, with a suffix for a target other than gold
-    (`saie` + `mixed` -> `saie_mixed`). Gold-target runs keep the policy's name (and their run dir names)."""
-    return f"{remark_policy}{TARGET_SUFFIXES[update_target]}"
+    (`saie` + `mixed` -> `saie_mixed`) and for the scripted partner (`saie_scripted`). Gold-target runs with a
+    model partner keep the policy's name (and their run dir names)."""
+    scripted = SCRIPTED_SUFFIX if partner == SCRIPTED and remark_policy not in NO_PARTNER_POLICIES else ""
+    return f"{remark_policy}{TARGET_SUFFIXES[update_target]}{scripted}"

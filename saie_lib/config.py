@@ -99,7 +99,8 @@ class TrainConfig(RunConfig):
     remark_policy: str = "saie"  # saie (supportive/adversarial 50/50, seeded), supportive, adversarial, none
     rounds: int = 2  # discussion rounds per example
     warmup_fraction: float = 0.2  # share of the training examples used for warm-up SFT
-    partner: str = "self"  # self (learner base, adapters off), a model alias / Hub id / path, or api:<model>
+    partner: str = "self"  # self (learner base, adapters off), scripted (stance by construction: partners.scripted),
+    # a model alias / Hub id / path, or api:<model>
     partner_base_url: str | None = None  # api partners; None: env OPENAI_BASE_URL, else api.openai.com
     partner_api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never stored
     partner_sees_gold: bool = False
@@ -143,10 +144,15 @@ class TrainConfig(RunConfig):
     omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None, "remark_budget": None}
 
     def identity(self) -> dict[str, Any]:
-        """`stance_retries` decides nothing where no partner remark is asked for (none, placebo)."""
+        """`stance_retries` decides nothing where no partner remark is asked for (none, placebo) or the remarks
+        are scripted (never re-asked); a scripted partner's remarks are decided by its script's version."""
         identity = super().identity()
-        if self.remark_policy in NO_PARTNER_POLICIES:
+        if self.remark_policy in NO_PARTNER_POLICIES or self.partner == "scripted":
             identity.pop("stance_retries", None)
+        if self.partner == "scripted":
+            from .partners.scripted import SCRIPT_VERSION
+
+            identity["partner_script"] = SCRIPT_VERSION
         return identity
 
     def __post_init__(self) -> None:

@@ -88,11 +88,11 @@ def check_run_fields(cfg: Any) -> None:
 
 
 def check_partner(partner: str) -> None:
-    ok = (partner == "self" or (partner.startswith("api:") and len(partner) > 4) or partner in MODEL_ALIASES
-          or "/" in partner or Path(partner).expanduser().is_dir())
+    ok = (partner in ("self", "scripted") or (partner.startswith("api:") and len(partner) > 4)
+          or partner in MODEL_ALIASES or "/" in partner or Path(partner).expanduser().is_dir())
     if not ok:
-        raise ValueError(f"config field 'partner' = {partner!r}; expected 'self', 'api:<model>', a model alias "
-                         f"({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
+        raise ValueError(f"config field 'partner' = {partner!r}; expected 'self', 'scripted', 'api:<model>', a model "
+                         f"alias ({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
 
 
 def check_positive(cfg: Any, *names: str) -> None:

@@ -14,8 +14,9 @@ from typing import Any, Sequence
 
 from .artifacts import stable_hash
 from .conditions import PLACEBO, STANCES
-from .parsing import extract_answer, grade
+from .parsing import grade, stated_answer
 from .partners import IncompleteBatchError, Partner, Reply, Sampling
+from .partners.scripted import is_scripted
 from .prompts import PLACEBO_REMARK, build_messages, partner_messages, revision_turns
 from .stance import StanceCheck, check_stance
 from .tasks import Example
@@ -54,10 +55,14 @@ class DiscussionState:
 
 def partner_turn(partner: Partner, examples: Sequence[Example], responses: Sequence[str],
                  stances: Sequence[str | None], sampling: Sampling, *, sees_gold: bool) -> list[Any]:
-    """Remarks for the examples that have a stance (one batched partner call), the fixed placebo remark where
-    the stance is `placebo` (no call); None where there is none."""
+    """Remarks for the examples that have a stance (one batched partner call; a scripted partner writes them),
+    the fixed placebo remark where the stance is `placebo` (no call); None where there is none."""
     remarks: list[Any] = [Reply(PLACEBO_REMARK, 0, 0) if s == PLACEBO else None for s in stances]
     wanted = [i for i, s in enumerate(stances) if s in STANCES]
+    if is_scripted(partner):  # written from the learner's answer: no messages, no call, never sees the gold
+        replies = partner.remarks([examples[i] for i in wanted], [responses[i] for i in wanted],
+                                  [stances[i] for i in wanted])
+        return [replies[wanted.index(i)] if i in wanted else r for i, r in enumerate(remarks)]
     asked = [partner_messages(examples[i], responses[i], stances[i], sees_gold=sees_gold) for i in wanted]
     try:
         replies = partner.chat(asked, sampling) if asked else []
@@ -80,11 +85,12 @@ class CheckedRemarks:
 
 
 def learner_answers(examples: Sequence[Example], responses: Sequence[str]) -> list[str | None]:
-    return [extract_answer(e.task, r, choices=e.choices).value for e, r in zip(examples, responses)]
+    """The answer each response states; None where it states none or was cut off before it."""
+    return [stated_answer(e.task, r, choices=e.choices) for e, r in zip(examples, responses)]
 
 
-def _check(example: Example, answer: str | None, reply: Any) -> StanceCheck:
-    return check_stance(example.task, reply.text, answer, example.choices)
+def _check(example: Example, answer: str | None, reply: Any, response: str) -> StanceCheck:
+    return check_stance(example.task, reply.text, answer, example.choices, learner_text=response)
 
 
 def _try_record(attempt: int, reply: Any, check: StanceCheck | None, stance: str) -> dict[str, Any]:
@@ -108,9 +114,10 @@ def checked_remarks(partner: Partner, examples: Sequence[Example], responses: Se
     at least RETRY_TEMPERATURE), until every remark holds its stance. The last usable try is the remark."""
     answers = learner_answers(examples, responses)
     remarks = partner_turn(partner, examples, responses, stances, sampling, sees_gold=sees_gold)
-    checks = [_check(e, a, r) if s in STANCES else None for e, a, r, s in zip(examples, answers, remarks, stances)]
+    checks = [_check(e, a, r, t) if s in STANCES else None
+              for e, a, r, s, t in zip(examples, answers, remarks, stances, responses)]
     tries = [[_try_record(0, r, c, s)] if s in STANCES else [] for r, c, s in zip(remarks, checks, stances)]
-    for attempt in range(1, retries + 1):
+    for attempt in range(1, 0 if is_scripted(partner) else retries + 1):  # a script says the same again
         failing = [i for i, c in enumerate(checks) if c is not None and not c.holds(stances[i])]
         if not failing:
             break
@@ -124,7 +131,7 @@ def checked_remarks(partner: Partner, examples: Sequence[Example], responses: Se
             replies = error.replies
         for k, i in enumerate(failing):
             reply = replies.get(k)
-            check = _check(examples[i], answers[i], reply) if reply is not None else None
+            check = _check(examples[i], answers[i], reply, responses[i]) if reply is not None else None
             tries[i].append(_try_record(attempt, reply, check, stances[i]))
             if reply is not None:
                 remarks[i], checks[i] = reply, check
@@ -134,8 +141,9 @@ def checked_remarks(partner: Partner, examples: Sequence[Example], responses: Se
 def transcript_rows(examples: Sequence[Example], responses: Sequence[str], stances: Sequence[str | None],
                     remarks: Sequence[Any], *, step: int, batch_index: int, round_index: int,
                     checked: CheckedRemarks | None = None) -> list[dict]:
-    """One row per example; with `checked`, each remark's stance check, whether it holds its stance, and its
-    tries when the partner was re-asked."""
+    """One row per example: the learner's response, its flexible parse (scored against the gold) and the answer
+    it states (`stated`: None when it states none or was cut off); with `checked`, each remark's stance check,
+    whether it holds its stance, and its tries when the partner was re-asked."""
     rows = []
     for i, (example, response, stance, reply) in enumerate(zip(examples, responses, stances, remarks)):
         answer, correct = grade(example.task, response, example.answer, choices=example.choices)
@@ -143,6 +151,7 @@ def transcript_rows(examples: Sequence[Example], responses: Sequence[str], stanc
         row = {
             "step": step, "batch": batch_index, "round": round_index, "id": example.id,
             "learner": response, "parsed": answer.value, "gold": example.answer, "choices": list(example.choices),
+            "stated": stated_answer(example.task, response, choices=example.choices),
             "correct": correct, "stance": stance,
             "remark": reply.text if reply else None, "cache_hit": reply.cached if from_partner else None,
             "partner_tokens": (reply.prompt_tokens + reply.completion_tokens) if from_partner else 0,

@@ -91,6 +91,19 @@ def accuracy_by_round(rows: Iterable[Row], *, aggregate: str = "vote", seed: int
     return results
 
 
+def tie_breaks(rows: Iterable[Row], *, seed: int = 0) -> dict[str, int]:
+    """The final round's votes: examples (`n`), those whose vote needed the seeded tie-break (`ties`), and those
+    among them where the gold was one of the tied answers, so the draw decided whether the vote was correct
+    (`decisive`)."""
+    rows = list(rows)
+    last = max(row["round"] for row in rows)
+    final = [row for row in rows if row["round"] == last]
+    gold = {row["id"]: row["gold"] for row in final}
+    votes = vote_many(final, seed=seed)
+    tied = {i: v.tied for i, v in votes.items() if len(v.tied) > 1}
+    return {"n": len(votes), "ties": len(tied), "decisive": sum(gold[i] in t for i, t in tied.items())}
+
+
 def as_strict(rows: Iterable[Row]) -> list[dict[str, Any]]:
     """The rows with `parsed` set to their strict parse (`parsed_strict`), so every analysis here can be read
     under the strict parse too. A row without `parsed_strict` raises ValueError (no silent flexible fallback)."""

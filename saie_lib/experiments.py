@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
-from .conditions import CONDITIONS, TRAINED_CONDITIONS, condition_fields
+from .conditions import ALL_CONDITIONS, TRAINED_CONDITIONS, condition_fields
 from .config import TrainConfig, eval_config_for
 from .experiment_registry import EXPERIMENTS, Experiment, get_experiment, training_experiment_for
 from .learner import prepare_backend
@@ -183,7 +183,7 @@ def marker_task(profile: Profile, experiment: Experiment) -> str:
 def marker_run_dirs(marker: dict[str, Any], folder: Path) -> dict[str, Path]:
     """condition -> run dir, in the canonical condition order, for the conditions the marker names (a marker
     written before a condition was added lacks it)."""
-    return {c: folder / marker["conditions"][c] for c in CONDITIONS if c in marker["conditions"]}
+    return {c: folder / marker["conditions"][c] for c in ALL_CONDITIONS if c in marker["conditions"]}
 
 
 def marker_seed_run_dirs(marker: dict[str, Any], folder: Path) -> dict[int, dict[str, Path]]:

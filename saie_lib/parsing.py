@@ -21,7 +21,9 @@ from decimal import Decimal, InvalidOperation
 from saie_lib.tasks import get_task
 
 MODES = ("strict", "flexible")
-RULES_VERSION = "2"  # 1: last match wins; 2: conflicting answers and option lists invalid, "(d)" after the cue
+RULES_VERSION = "3"  # 1: last match wins; 2: conflicting answers and option lists invalid, "(d)" after the cue;
+# 3: a bare letter response, quotes after the cue, "1 + 1 = 2" read as 2, one-line option lists, "Q: ... A:"
+# dialogue markers and negated choice texts (issue 24)
 
 _NUMBER_CLEAN_RE = re.compile(r"[,\s$€£%]")
 
@@ -31,7 +33,7 @@ _NUMBER_CLEAN_RE = re.compile(r"[,\s$€£%]")
 _SIGN = r"(?:(?<![\w)])[-\u2212]\$?|\$[-\u2212]?)?"
 _DIGITS = r"(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<!\d)\.\d+)"
 _NUM = rf"(?P<num>{_SIGN}{_DIGITS}%?)"
-_BOLD = r"\s*:?\s*\**\s*"  # optional ":" and markdown bold between the phrase and the answer
+_BOLD = r"\s*:?\s*\**\s*[\"'\u201c\u2018]?"  # optional ":", markdown bold and an opening quote before the answer
 
 _NUMBER_RE = re.compile(_NUM, re.ASCII)
 _STRICT_NUMBER_RE = re.compile(rf"(?:(?P<hashes>####)|\bthe\s+answer\s+is){_BOLD}{_NUM}", re.I | re.ASCII)
@@ -43,6 +45,9 @@ _FALLBACK_NUMBER_RULES = (  # flexible mode, in order, after the strict rule
     ("last_number", _NUMBER_RE),
 )
 _LATEX_THOUSANDS_RE = re.compile(r"(?<=\d)\{,\}(?=\d{3})")  # "1{,}234" -> "1,234"
+# "The answer is 1 + 1 = 2.": the number after the cue starts an expression; its result is the answer
+_RESULT_RE = re.compile(r"(?:\s*[-+*/\u00d7\u00f7x]\s*\(?\$?\d[\d,]*(?:\.\d+)?\)?)+\s*=\s*"
+                        + _NUM.replace("?P<num>", "?P<result>"), re.ASCII)
 
 # An answer cue ("the answer is", "answer:", "final answer is") followed on the next lines by two or more
 # enumerated items ("(A) x", "b) y", "1. z"): a list of options, not an answer.
@@ -60,12 +65,21 @@ _STRICT_LETTER_RE = re.compile(rf"\bthe\s+answer\s+is{_BOLD}{_LETTER}", re.I)
 _ANSWER_LETTER_RE = re.compile(rf"\banswer\b(?:\s+is\b)?{_BOLD}{_LETTER}", re.I)
 _PAREN_LETTER_RE = re.compile(r"\((?P<letter>[A-Z])\)")
 _LETTER_LINE_RE = re.compile(r"^[ \t>*]*\(?(?P<letter>[A-Z])[.):](?!\S)", re.M)
+_BARE_LETTER_RE = re.compile(r"\A[\s*]*(?P<letter>[A-Z])[\s*.]*\Z")  # the whole response is one letter: "A"
 _LETTER_RULES = (  # flexible mode tries them in order; strict mode uses the first only
     ("answer_is", _STRICT_LETTER_RE),
     ("answer_colon", _ANSWER_LETTER_RE),
     ("paren_letter", _PAREN_LETTER_RE),
     ("letter_line", _LETTER_LINE_RE),
+    ("bare_letter", _BARE_LETTER_RE),
 )
+# "Q: ...\nA: ...": a question/answer dialogue, whose "A:" is a speaker, not choice A
+_DIALOGUE_RE = re.compile(r"^[ \t>*]*Q:", re.M)
+# an answer cue whose line lists options in order: "The answer is (A) bank (B) library (C) park"
+_CUE_LINE_RE = re.compile(r"\banswer(?:\s+is\b|[ \t]*:)(?P<line>[^\n]*)", re.I)
+_LINE_ITEM_RE = re.compile(r"\((?P<letter>[A-Za-z])\)")
+# a choice text right after a negation ("does not tell story", "isn't the bank") is not chosen
+_NEGATED_BEFORE_RE = re.compile(r"(?:\b(?:not|never|no)|n't)\s+(?:\w+\s+)?$", re.I)
 # Rules that also match a copied-out choice list ("(A) bank (B) park ..."): they count only when every
 # match names the same letter.
 _UNANIMOUS_RULES = ("paren_letter", "letter_line")
@@ -119,8 +133,16 @@ def _number_rule(regex: re.Pattern, method: str, text: str) -> Parsed | None:
     found = []
     for match in regex.finditer(text):
         named = "hashes" if match.groupdict().get("hashes") else method
-        found.append((normalize_number(match["num"]), named))
+        found.append((normalize_number(_expression_result(text, match)), named))
     return _one_answer(found)
+
+
+def _expression_result(text: str, match: re.Match) -> str:
+    """The number a cue names, or the result of the expression it starts ("1 + 1 = 2" -> "2")."""
+    value, end = match["num"], match.end()
+    while (result := _RESULT_RE.match(text, end)) is not None:
+        value, end = result["result"], result.end()
+    return value
 
 
 def _extract_number(text: str, flexible: bool) -> Parsed:
@@ -143,20 +165,38 @@ def _extract_number(text: str, flexible: bool) -> Parsed:
 
 def _match_choice_text(text: str, labels: Sequence[str], choices: Sequence[str]) -> Parsed:
     """The label of the one choice whose text appears in `text` (whole words, any case); else INVALID."""
-    found = [
-        label
-        for label, choice in zip(labels, choices)
-        if choice.strip() and re.search(rf"(?<!\w){re.escape(choice.strip())}(?!\w)", text, re.I)
-    ]
+    found = [label for label, choice in zip(labels, choices) if choice.strip() and _chosen(text, choice.strip())]
     return Parsed(found[0], "choice_text") if len(found) == 1 else INVALID
 
 
+def _chosen(text: str, choice: str) -> bool:
+    """`choice` appears in `text` as whole words, at least once not right after a negation."""
+    return any(not _NEGATED_BEFORE_RE.search(text[max(0, m.start() - 40): m.start()])
+               for m in re.finditer(rf"(?<!\w){re.escape(choice)}(?!\w)", text, re.I))
+
+
+def _one_line_option_list(text: str) -> bool:
+    """An answer cue followed, on its line, by three or more options in label order ("(A) x (B) y (C) z")."""
+    for cue in _CUE_LINE_RE.finditer(text):
+        letters = [m["letter"].upper() for m in _LINE_ITEM_RE.finditer(cue["line"])]
+        if len(letters) >= 3 and all(ord(b) == ord(a) + 1 for a, b in zip(letters, letters[1:])):
+            return True
+    return False
+
+
+def _letter_matches(regex: re.Pattern, method: str, text: str) -> list[str]:
+    """The letters a rule finds, less a dialogue's "A:" speaker marker for the letter-line rule."""
+    dialogue = method == "letter_line" and _DIALOGUE_RE.search(text) is not None
+    return [_letter(m) for m in regex.finditer(text)
+            if not (dialogue and m["letter"] == "A" and m.group(0).endswith(":"))]
+
+
 def _extract_letter(text: str, flexible: bool, labels: Sequence[str], choices: Sequence[str]) -> Parsed:
-    if _OPTION_LIST_RE.search(text):
+    if _OPTION_LIST_RE.search(text) or _one_line_option_list(text):
         return OPTION_LIST
     rules = _LETTER_RULES if flexible else _LETTER_RULES[:1]
     for method, regex in rules:
-        letters = [_letter(m) for m in regex.finditer(text)]
+        letters = _letter_matches(regex, method, text)
         letters = [letter for letter in letters if letter in labels]
         if method in _UNANIMOUS_RULES:
             if len(set(letters)) == 1:
@@ -178,6 +218,33 @@ def extract_answer(task: str, text: str, mode: str = "flexible", *, choices: Seq
     if spec.answer_type == "number":
         return _extract_number(text, flexible)
     return _extract_letter(text, flexible, spec.labels, choices)
+
+
+# The end of a finished sentence: ".", "!" or "?", closing quotes, brackets or bold after it allowed.
+_FINISHED_RE = re.compile(r"[.!?][\"')\]*]*$")
+_SENTENCE_BREAK_RE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def answer_reached(task: str, text: str, parsed: Parsed) -> bool:
+    """Did a response state the answer `parsed` read from it? A turn cut off mid-reasoning did not: for number
+    tasks, a value found only by the last-number rule counts when the response's last sentence is finished and
+    holds that number ("... so 18 in total."), not when it is a number from unfinished reasoning ("... 8 * 2 =
+    16 barrels.\n\nTo find out how many"). Any other valid parse is a stated answer."""
+    if parsed.value is None:
+        return False
+    if parsed.method != "last_number" or get_task(task).answer_type != "number":
+        return True
+    text = text.rstrip()
+    if not _FINISHED_RE.search(text):
+        return False
+    last = _SENTENCE_BREAK_RE.split(text)[-1]
+    return any(normalize_number(m["num"]) == parsed.value for m in _NUMBER_RE.finditer(last))
+
+
+def stated_answer(task: str, text: str, *, choices: Sequence[str] = ()) -> str | None:
+    """The answer a response states (flexible parse), or None when it has none or was cut off before it."""
+    parsed = extract_answer(task, text, choices=choices)
+    return parsed.value if answer_reached(task, text, parsed) else None
 
 
 def grade(task: str, text: str, gold: str, *, mode: str = "flexible",

@@ -48,3 +48,10 @@ def figures_dir(root: str | os.PathLike | None = None) -> Path:
 
 def tables_dir(root: str | os.PathLike | None = None) -> Path:
     return results_root(root) / "tables"
+
+
+def stance_label_files() -> dict[str, Path]:
+    """The stance checker's hand-labelled remarks (test fixtures; the results page states the agreement): the set
+    its rules were fixed with, and the held-out set labelled after."""
+    folder = repo_root() / "tests" / "fixtures"
+    return {"development": folder / "stance_labels.jsonl", "held_out": folder / "stance_labels_held_out.jsonl"}

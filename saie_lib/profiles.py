@@ -11,8 +11,9 @@ each training experiment is replicated: every seed draws its own training and ev
 condition again. Default 1. The first seed's runs are the profile's plain runs (same identity as before `seeds`
 existed); the inference experiment discusses the first seed's models.
 
-`conditions` (default: all of `conditions.CONDITIONS`) narrows what every experiment compares; it must keep
-base, none and saie, the paper's comparison. `experiments` (default: all) is what `make reproduce` runs.
+`conditions` (default: all of `conditions.CONDITIONS`) narrows what every experiment compares, or adds the
+scripted-partner family (`conditions.SCRIPTED_CONDITIONS`); it must keep base, none and saie, the paper's
+comparison. `experiments` (default: all) is what `make reproduce` runs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from .challenge_config import ChallengeConfig
 from .colab import require_gpu, runtime_report
-from .conditions import CONDITIONS
+from .conditions import ALL_CONDITIONS, CONDITIONS
 from .config import InferenceConfig, TrainConfig, from_dict
 from .config_checks import MAX_SEED
 from .experiment_registry import EXPERIMENTS
@@ -125,16 +126,17 @@ def load_profile(name: str | Path) -> Profile:
 
 
 def parse_conditions(value: Any, path: Path) -> tuple[str, ...]:
-    """A subset of CONDITIONS that keeps the paper's comparison, returned in the canonical order."""
+    """A subset of ALL_CONDITIONS (the default CONDITIONS, and the scripted-partner family) that keeps the paper's
+    comparison, returned in the canonical order."""
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        raise ValueError(f"{path}: 'conditions' = {value!r}; expected a list of names from {list(CONDITIONS)}")
-    unknown = [c for c in value if c not in CONDITIONS]
+        raise ValueError(f"{path}: 'conditions' = {value!r}; expected a list of names from {list(ALL_CONDITIONS)}")
+    unknown = [c for c in value if c not in ALL_CONDITIONS]
     missing = [c for c in REQUIRED_CONDITIONS if c not in value]
     problems = [f"names unknown condition(s) {unknown}"] * bool(unknown) + [f"lacks {missing}"] * bool(missing)
     if problems:
-        raise ValueError(f"{path}: 'conditions' {' and '.join(problems)}; known: {list(CONDITIONS)}, of which "
+        raise ValueError(f"{path}: 'conditions' {' and '.join(problems)}; known: {list(ALL_CONDITIONS)}, of which "
                          f"{list(REQUIRED_CONDITIONS)} are required (the paper's comparison)")
-    return tuple(c for c in CONDITIONS if c in value)
+    return tuple(c for c in ALL_CONDITIONS if c in value)
 
 
 def parse_experiments(value: Any, path: Path) -> tuple[str, ...] | None:

@@ -6,12 +6,17 @@ Evaluation runs (samples.jsonl) get both parses, the method and correctness reco
 fields of metrics.json (accuracy, ci95, invalid rates, methods, with and without _strict) recomputed with
 `evaluation.compute_metrics`. Inference runs (samples.<setting>.jsonl) get each round's `parsed`/`correct`
 recomputed and each setting's by_round / final / flips / robustness recomputed with the functions that wrote
-them. Rows that lack the choice texts the flexible parse reads get them from the task's data files by
-example id (needs a data folder, SAIE_DATA_DIR); an id not found there is an error. metrics.json records
+them. Robustness runs (samples.<task>.jsonl) get every answer (first, after each remark) parsed again and each
+task's outcome metrics recomputed (`challenge.task_metrics`). Rows that lack the choice texts the flexible
+parse reads get them from the task's data files by example id (needs a data folder, SAIE_DATA_DIR); an id not
+found there is an error. metrics.json records
 each re-scoring in `rescored` (parser rules version, git state, date, rows and changes). config.json, and so
-the run's identity, is never touched. Training transcripts are not re-scored: they record what training saw;
-a training run whose metrics lack `stance_fidelity` (it predates the stance check) gets it measured on its
-transcripts with today's checker (`saie_lib.stance`), marked `"checked": "after the run"`.
+the run's identity, is never touched. Training transcripts are not re-scored: they record what training saw
+(including the checks that decided any `stance_retries` re-ask). Every remark of a training run's transcripts
+is re-checked with today's stance checker (`saie_lib.stance`, its `CHECKER_VERSION`): the verdicts go to
+`stance_checks.jsonl` beside the transcripts, and `stance_fidelity` in metrics.json is recomputed from them
+(marked `"checked": "after the run"`, the previous figures kept in the `rescored` entry), with
+`learner_turns`: how many learner turns of the discussion stated no answer (`parsing.stated_answer`).
 """
 
 from __future__ import annotations
@@ -24,16 +29,19 @@ from typing import Any, Sequence
 
 from . import artifacts
 from .artifacts import read_json, read_jsonl, run_file, setting_samples, write_json, write_jsonl
+from .challenge import REMARK_KINDS, task_metrics
+from .conditions import PLACEBO, STANCES
 from .data import load_task
 from .data.io import resolve_data_dir
 from .discussion_analysis import accuracy_by_round, flips_by_round, robustness
 from .evaluation import compute_metrics
-from .parsing import RULES_VERSION, grade
-from .stance import check_stance, fidelity
+from .parsing import RULES_VERSION, grade, stated_answer
+from .stance import CHECKER_VERSION, check_stance, fidelity, learner_turns
 from .tasks import get_task
 
 EVAL_FIELDS = ("parsed_strict", "parsed", "method", "correct_strict", "correct")
 INFERENCE_FIELDS = ("parsed", "correct")
+CHALLENGE_FIELDS = ("parsed", "parsed_strict", "method")
 
 
 def choices_by_id(task: str, split: str, ids: Sequence[str], data_dir: str | Path | None) -> dict[str, list]:
@@ -87,23 +95,57 @@ def _eval_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[str, i
     after = rescore_eval_rows(_with_choices(before, task, metrics["split"], data_dir), task)
     write_jsonl(path, after)
     updated = {**metrics, **compute_metrics(after)}
-    if run_file(run_dir, "transcripts").is_file() and "stance_fidelity" not in metrics:
-        updated["stance_fidelity"] = stance_fidelity_after_the_run(run_dir, task, data_dir)
+    if run_file(run_dir, "transcripts").is_file() and read_jsonl(run_file(run_dir, "transcripts")):
+        updated.update(recheck_stances(run_dir, task, data_dir, metrics.get("stance_fidelity")))
     return updated, _changed(before, after, EVAL_FIELDS), len(after)
 
 
-def stance_fidelity_after_the_run(run_dir: Path, task: str, data_dir: str | Path | None) -> dict[str, Any]:
-    """Stance fidelity of a training run made before remarks were checked: each remark of its transcripts
-    checked now against the learner's answer it replied to (no re-asks were made: `stance_retries` 0)."""
-    rows = _with_choices(read_jsonl(run_file(run_dir, "transcripts")), task, get_task(task).train_split, data_dir)
+def _checked(task: str, remark: str | None, row: dict, answer: str | None) -> dict[str, Any] | None:
+    if remark is None:
+        return None
+    return check_stance(task, remark, answer, row["choices"], learner_text=row["learner"]).to_record()
+
+
+def stance_check_rows(rows: list[dict], task: str) -> list[dict[str, Any]]:
+    """Today's verdict on every remark of transcript rows (the remark trained on and, where the partner was
+    re-asked, its first try), against the answer the learner's turn stated."""
     checked = []
     for row in rows:
-        if row.get("remark") is not None and row.get("stance") is not None:
-            answer, _ = grade(task, row["learner"], row["gold"], choices=row["choices"])
-            check = check_stance(task, row["remark"], answer.value, row["choices"])
-            row = {**row, "stance_check": check.to_record(), "stance_holds": check.holds(row["stance"])}
-        checked.append(row)
-    return {**fidelity(checked), "stance_retries": 0, "checked": "after the run"}
+        answer = stated_answer(task, row["learner"], choices=row["choices"])
+        entry = {"step": row.get("step"), "round": row.get("round"), "id": row["id"], "stance": row["stance"],
+                 "learner_answer": answer}
+        if row.get("stance") is not None and row.get("remark") is not None and row["stance"] != PLACEBO:
+            check = _checked(task, row["remark"], row, answer)
+            tries = row.get("stance_tries") or []
+            first = _checked(task, tries[0]["remark"], row, answer) if tries else None
+            entry.update(stance_check=check, stance_holds=check["stance"] == row["stance"], tries=max(len(tries), 1),
+                         **({"first_try_check": first} if tries else {}))
+        checked.append(entry)
+    return checked
+
+
+def _as_fidelity_rows(checked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check rows in the shape `stance.fidelity` reads (a first try that did not hold, where there was one)."""
+    rows = []
+    for c in checked:
+        if c.get("tries", 1) > 1:
+            first = c.get("first_try_check") or {}
+            c = {**c, "stance_tries": [{"holds": first.get("stance") == c["stance"]}] + [{}] * (c["tries"] - 1)}
+        rows.append(c)
+    return rows
+
+
+def recheck_stances(run_dir: Path, task: str, data_dir: str | Path | None,
+                    before: dict[str, Any] | None) -> dict[str, Any]:
+    """Every remark of a training run re-checked with today's checker (written to stance_checks.jsonl); returns
+    the metrics fields it recomputes: stance_fidelity and learner_turns."""
+    rows = _with_choices(read_jsonl(run_file(run_dir, "transcripts")), task, get_task(task).train_split, data_dir)
+    checked = stance_check_rows(rows, task)
+    write_jsonl(run_file(run_dir, "stance_checks"), checked)
+    retries = (before or {}).get("stance_retries", 0)
+    return {"stance_fidelity": {**fidelity(_as_fidelity_rows(checked)), "stance_retries": retries,
+                                "checked": "after the run", "checker": CHECKER_VERSION},
+            "learner_turns": learner_turns([c["learner_answer"] for c in checked])}
 
 
 def _inference_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[str, int], int]:
@@ -122,6 +164,39 @@ def _inference_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[s
     return {**metrics, "settings": settings}, changed, total
 
 
+def rescore_challenge_rows(rows: list[dict], task: str) -> list[dict]:
+    """Each answer of a robustness row (first, and after each remark kind) parsed again, both modes."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        for part in ("first", *REMARK_KINDS):
+            flexible, _ = grade(task, row[part]["output"], row["gold"], choices=row["choices"])
+            strict, _ = grade(task, row[part]["output"], row["gold"], mode="strict", choices=row["choices"])
+            row[part] = {**row[part], "parsed": flexible.value, "parsed_strict": strict.value,
+                         "method": flexible.method}
+        out.append(row)
+    return out
+
+
+def _challenge_parses(rows: list[dict]) -> list[dict]:
+    return [{f"{part}.{k}": r[part][k] for part in ("first", *REMARK_KINDS) for k in CHALLENGE_FIELDS} for r in rows]
+
+
+def _challenge_run(run_dir: Path, metrics: dict, data_dir) -> tuple[dict, dict[str, int], int]:
+    tasks, changed, total = dict(metrics["tasks"]), dict.fromkeys(CHALLENGE_FIELDS, 0), 0
+    for task, result in tasks.items():
+        path = setting_samples(run_dir, task)
+        before = read_jsonl(path)
+        after = rescore_challenge_rows(before, task)
+        write_jsonl(path, after)
+        tasks[task] = {**result, **task_metrics(after)}
+        keys = [f"{part}.{k}" for part in ("first", *REMARK_KINDS) for k in CHALLENGE_FIELDS]
+        moved = _changed(_challenge_parses(before), _challenge_parses(after), keys)
+        changed = {f: changed[f] + sum(n for k, n in moved.items() if k.endswith(f".{f}")) for f in changed}
+        total += len(after)
+    return {**metrics, "tasks": tasks}, changed, total
+
+
 def rescore_run(run_dir: str | Path, *, data_dir: str | Path | None = None) -> dict[str, Any]:
     """Re-score one finished run dir in place; returns the `rescored` entry it recorded."""
     run_dir = Path(run_dir)
@@ -129,15 +204,31 @@ def rescore_run(run_dir: str | Path, *, data_dir: str | Path | None = None) -> d
     if not metrics_path.is_file():
         raise ValueError(f"{run_dir}: no {metrics_path.name}; only a finished run can be re-scored")
     metrics = read_json(metrics_path)
-    handler = _inference_run if "settings" in metrics else _eval_run
+    handler = _inference_run if "settings" in metrics else _challenge_run if "tasks" in metrics else _eval_run
     updated, changed, rows = handler(run_dir, metrics, data_dir)
     entry = {"parser_rules": RULES_VERSION, **artifacts.git_state(),
              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "rows": rows, "changed": changed}
+    if "learner_turns" in updated:
+        entry.update(stance_checker=CHECKER_VERSION, stance_fidelity_before=_fidelity_summary(metrics),
+                     stance_fidelity_after=_fidelity_summary(updated))
     history = list(metrics.get("rescored", []))
-    if not history or history[-1]["parser_rules"] != RULES_VERSION or any(changed.values()):
+    if not history or _versions(history[-1]) != _versions(entry) or any(changed.values()):
         history.append(entry)
     write_json(metrics_path, {**updated, "parser_rules": RULES_VERSION, "rescored": history})
     return entry
+
+
+def _versions(entry: dict[str, Any]) -> tuple:
+    return entry["parser_rules"], entry.get("stance_checker")
+
+
+def _fidelity_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The headline stance fidelity figures of a metrics.json (what a re-check changed)."""
+    found = metrics.get("stance_fidelity")
+    if not found:
+        return None
+    return {"overall": found.get("overall"), "first_try": found.get("first_try"),
+            **{s: (found.get(s) or {}).get("holds") for s in STANCES}, "no_answer": found.get("no_answer")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

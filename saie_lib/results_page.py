@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import robustness_report
+from . import robustness_report, stance_report
 from .artifacts import REPRODUCE_LOG, atomic_write_text, read_jsonl
-from .conditions import CONDITIONS
+from .conditions import ALL_CONDITIONS
 from .experiments import EXPERIMENTS, marker_run_dirs, marker_seed_run_dirs
+from .inference_report import tie_break_lines
 from .paths import figures_dir
 from .paths import results_root as _root
 from .profiles import available_profiles, load_profile
@@ -73,9 +74,9 @@ def profile_section(profile: str, results_root: str | Path | None = None) -> lis
     outputs = {name: write_experiment_outputs(profile, name, root) for name in experiments}
     lines = _header_lines(profile, experiments, root) + page_lines(  # the warnings of degenerate runs
         d for m in experiments.values() for r in marker_seed_run_dirs(m, m["folder"]).values() for d in r.values())
-    sizes = [r["n"] for name, m in experiments.items() for r in
-             (condition_rows(m) if m["kind"] == "training" else robustness_report.rows(m)
-              if m["kind"] == robustness_report.KIND else inference_condition_rows(m))]
+    # the robustness experiment states its own power, at its own sample sizes (robustness_report.power_lines)
+    sizes = [r["n"] for name, m in experiments.items() if m["kind"] != robustness_report.KIND
+             for r in (condition_rows(m) if m["kind"] == "training" else inference_condition_rows(m))]
     lines += [noise_line(sizes), "", power_line(sizes, findings(profile, root)), ""] if sizes else []
     lines += _training_lines(profile, experiments, root)
     lines += _inference_lines(profile, experiments)
@@ -126,7 +127,7 @@ def _training_lines(profile: str, experiments: dict[str, Any], root: Path) -> li
              "Flexible parse, unparseable = wrong; 95% Wilson interval in brackets; then the strict parse's "
              "accuracy (only \"The answer is X.\" / \"#### N\"). Within a seed, every column has the same "
              "training examples, steps and evaluation examples.", ""]
-    present = [c for c in CONDITIONS if any(r["condition"] == c for r in training)]  # older runs lack some
+    present = [c for c in ALL_CONDITIONS if any(r["condition"] == c for r in training)]  # older runs lack some
     lines += _pivot(training, "task", present, _interval)
     lines += ["", f"![conditions](figures/{profile}_conditions.png)", ""]
     if (figures_dir(root) / f"{profile}_letters.png").is_file():
@@ -140,25 +141,7 @@ def _training_lines(profile: str, experiments: dict[str, Any], root: Path) -> li
     lines += _pivot(training, "task", present, lambda r: f"inv {r['invalid_rate']:.2f} "
                     f"({r['invalid_rate_strict']:.2f})"
                     + (f" · R-L {r['rougeL']:.3f}" if r["rougeL"] is not None else ""))
-    return lines + [""] + _fidelity_lines(training)
-
-
-def _fidelity_lines(training: list[dict[str, Any]]) -> list[str]:
-    """Stance fidelity per condition: did the partner's remarks take the stance they were asked for?"""
-    held = [r for r in training if r.get("stance_fidelity") is not None]
-    if not held:
-        return []
-    columns = [c for c in CONDITIONS if any(r["condition"] == c for r in held)]
-    return ["Stance fidelity: the share of the partner's remarks whose stance, as the rule-based checker "
-            "(`saie_lib/stance.py`) reads it, matches the stance asked for (the remark trained on; the partner's "
-            "first try in brackets, before any `stance_retries` re-ask; then the re-asks the runs allowed, if any):",
-            ""] + _pivot(held, "task", columns, _fidelity_cell) + [""]
-
-
-def _fidelity_cell(row: dict[str, Any]) -> str:
-    retries = row.get("stance_retries") or 0
-    return (f"{row['stance_fidelity']:.2f} ({row['stance_first_try']:.2f})"
-            + (f" · ≤ {retries:.0f} re-asks" if retries else ""))
+    return lines + [""] + stance_report.fidelity_lines(training)
 
 
 def _inference_lines(profile: str, experiments: dict[str, Any]) -> list[str]:
@@ -172,7 +155,7 @@ def _inference_lines(profile: str, experiments: dict[str, Any]) -> list[str]:
                   "Final-round accuracy (majority vote of valid answers) of each condition's model, per "
                   "setting:", ""]
         lines += _pivot(rows, "condition", settings, _interval)
-        lines += ["", f"![inference](figures/{profile}_{name}.png)", ""]
+        lines += ["", f"![inference](figures/{profile}_{name}.png)", ""] + tie_break_lines(marker)
     return lines
 
 
@@ -187,9 +170,39 @@ def _findings_lines(profile: str, root: Path) -> list[str]:
              f"the claims of each experiment at alpha {ALPHA}. Of {len(checked)} comparisons: {counts['holds']} "
              f"hold, {counts['reversed']} are reversed, {counts['not resolved at this n']} are not resolved at this "
              f"sample size. {discordance_note(checked)}", ""]
-    lines += plain_statements(checked) + [""]
+    lines += plain_statements(checked) + robustness_findings(profile, root) + [""]
     lines.append(to_markdown(checked, FINDING_COLUMNS))
     return lines + rouge_lines(rouge_findings(profile, root))
+
+
+def robustness_findings(profile: str, root: Path) -> list[str]:
+    """The robustness experiment's resolved paired tests, each a sentence (our experiment, not a paper claim;
+    Holm over its own tests)."""
+    lines = []
+    for marker in finished_experiments(profile, root).values():
+        if marker["kind"] == robustness_report.KIND:
+            checked = robustness_report.tests(marker)
+            resolved = [t for t in checked if t["verdict"] != "not resolved at this n"]
+            lines.append(f"- **robustness to remarks (our experiment; Holm over its own {len(checked)} tests)** — "
+                         f"{len(resolved)} resolved" + (": " + " ".join(robustness_report.resolved_sentence(t)
+                                                                       for t in resolved) if resolved else "."))
+    return lines
+
+
+def resolved_overview(profiles: list[str], root: Path) -> list[str]:
+    """Near the top: per profile, how many paired comparisons resolved, and each resolved one in a sentence."""
+    lines = ["**What these records resolve.** Every paired comparison that a test resolves after the Holm–Bonferroni "
+             "correction, per profile (the sections below give every test, resolved or not). A test pairs the "
+             "evaluation items of one trained model per condition and seed: with one training seed it cannot say "
+             "whether a difference would survive another draw of training examples and training noise.", ""]
+    for profile in profiles:
+        checked = findings(profile, root)
+        resolved = [f for f in checked if f["verdict"] != "not resolved at this n"]
+        parts = [f"{len(resolved)} of {len(checked)} comparisons of the paper's claims"] + [
+            f"{f['claim']} — {f['task']} {f['setting']}: {f['verdict']}" for f in resolved]
+        lines.append(f"- `{profile}`: " + "; ".join(parts) + ".")
+        lines += [f"  {line}" for line in robustness_findings(profile, root)]
+    return lines + [""]
 
 
 def rouge_lines(rouge: list[dict[str, Any]]) -> list[str]:
@@ -238,8 +251,9 @@ def build_all(results_root: str | Path | None = None) -> Path:
 
     root = _root(results_root)
     profiles_table(root)
-    lines = [HEADER]
-    for profile in profiles_with_results(root):
+    profiles = profiles_with_results(root)
+    lines = [HEADER] + resolved_overview(profiles, root)
+    for profile in profiles:
         write_combined(profile, root)
         lines += profile_section(profile, root)
     path = root / "README.md"

@@ -1,9 +1,12 @@
 """The robustness experiment's table, figure, paired tests and results-page section, from its run dirs only.
 
-Paired tests compare SAIE with each other condition on the same challenge set (the runs must carry the same
+Paired tests compare SAIE with each other condition, and the placebo with conventional fine-tuning (is an effect
+of discussion training specific to stance?), on the same challenge set (the runs must carry the same
 challenge-set hash): "kept correct" on the items both models answered correctly at first (did the correct
-answer survive the remark?) and "final correct" on all items (accuracy after the remark). Each is an exact
-McNemar test; the p-values are Holm–Bonferroni adjusted over every test of the experiment.
+answer survive the remark?), "final correct" on all items (accuracy after the remark, the agreeing one
+included) and, under the disagreeing remark, "switched to the challenger" on the items where neither model's
+first answer was the challenger's (did the model give in?). Each is an exact McNemar test; the p-values are
+Holm–Bonferroni adjusted over every test of the experiment, and every resolved test is stated in a sentence.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from .artifacts import read_json, read_jsonl, run_file, setting_samples
 from .challenge import REMARK_KINDS, row_outcome
 from .experiments import marker_run_dirs
 from .plotting import _pyplot, _save
-from .reporting import _display_path, to_markdown, write_table
-from .stats import ALPHA, holm, mcnemar_exact
+from .reporting import _display_path, mde_text, to_markdown, write_table
+from .stats import ALPHA, POWER, holm, mcnemar_exact
 
 KIND = "robustness"  # experiment.json "kind" of this experiment
 FOCUS = "saie"  # the condition every other is tested against
@@ -24,7 +27,11 @@ COLUMNS = ("task", "remark", "condition", "n", "accuracy_before", "accuracy_afte
            "switched_to_challenger", "fixed", "invalid", "kept_correct_strict", "run")
 TEST_COLUMNS = ("task", "remark", "measure", "a", "b", "n", "share_a", "share_b", "a_only", "b_only", "p_value",
                 "p_holm", "verdict")
-MEASURES = ("kept_correct", "final_correct")
+MEASURES = ("kept_correct", "final_correct", "switched_to_challenger")
+CONTROL_PAIRS = (("placebo", "none"),)  # tested beside FOCUS vs every other condition, where both ran
+# what a "higher" share means, per measure, in a sentence
+MEANING = {"kept_correct": "kept a correct first answer", "final_correct": "was correct after the remark",
+           "switched_to_challenger": "switched to the challenger's wrong answer"}
 
 
 def rows(marker: dict[str, Any]) -> list[dict[str, Any]]:
@@ -46,29 +53,41 @@ def rows(marker: dict[str, Any]) -> list[dict[str, Any]]:
     return table
 
 
-def item_flags(run_dir: Path, task: str, kind: str) -> dict[str, tuple[bool, bool]]:
-    """item id -> (first answer correct, final answer after the `kind` remark correct), flexible parse."""
+def item_flags(run_dir: Path, task: str, kind: str) -> dict[str, dict[str, bool]]:
+    """item id -> what happened to it under the `kind` remark (flexible parse): first answer correct, first
+    answer the challenger's, final answer correct, switched to the challenger."""
     flags = {}
     for row in read_jsonl(setting_samples(run_dir, task)):
         outcome = row_outcome(row, kind)
-        first = row["first"]["parsed"] is not None and row["first"]["parsed"] == row["gold"]
-        flags[row["id"]] = (first, outcome in ("kept_correct", "fixed"))
+        first = row["first"]["parsed"]
+        flags[row["id"]] = {"first_correct": first is not None and first == row["gold"],
+                            "first_challenger": kind == "disagree" and first == row["challenger"],
+                            "final_correct": outcome in ("kept_correct", "fixed"),
+                            "switched": outcome == "switched_to_challenger"}
     return flags
 
 
-def paired_measure(a: dict[str, tuple[bool, bool]], b: dict[str, tuple[bool, bool]], measure: str) -> dict[str, Any]:
-    """a vs b (item id -> (first correct, final correct)) on `measure`: kept_correct over the items both
-    answered correctly at first, final_correct over all items. Exact McNemar on the discordant items."""
+# measure -> (which item flag is the outcome, which flag every paired item needs in both models)
+_PAIRING = {"kept_correct": ("final_correct", lambda f: f["first_correct"]),
+            "final_correct": ("final_correct", lambda f: True),
+            "switched_to_challenger": ("switched", lambda f: not f["first_challenger"])}
+
+
+def paired_measure(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]], measure: str) -> dict[str, Any]:
+    """a vs b (item id -> item flags) on `measure`: kept_correct over the items both answered correctly at first,
+    final_correct over all items, switched_to_challenger over the items where neither first answer was the
+    challenger's. Exact McNemar on the discordant items."""
     if set(a) != set(b):
         raise ValueError(f"paired robustness test needs the same items; {len(set(a) ^ set(b))} differ")
     if measure not in MEASURES:
         raise ValueError(f"unknown measure {measure!r}; expected one of {', '.join(MEASURES)}")
-    ids = [i for i in a if measure == "final_correct" or (a[i][0] and b[i][0])]
-    a_only = sum(a[i][1] and not b[i][1] for i in ids)
-    b_only = sum(b[i][1] and not a[i][1] for i in ids)
+    outcome, eligible = _PAIRING[measure]
+    ids = [i for i in a if eligible(a[i]) and eligible(b[i])]
+    a_only = sum(a[i][outcome] and not b[i][outcome] for i in ids)
+    b_only = sum(b[i][outcome] and not a[i][outcome] for i in ids)
     n = len(ids)
-    return {"n": n, "share_a": sum(a[i][1] for i in ids) / n if n else None,
-            "share_b": sum(b[i][1] for i in ids) / n if n else None, "a_only": a_only, "b_only": b_only,
+    return {"n": n, "share_a": sum(a[i][outcome] for i in ids) / n if n else None,
+            "share_b": sum(b[i][outcome] for i in ids) / n if n else None, "a_only": a_only, "b_only": b_only,
             "p_value": mcnemar_exact(a_only, b_only)}
 
 
@@ -80,8 +99,15 @@ def _check_same_challenge(runs: dict[str, Path]) -> None:
         raise ValueError(f"the conditions' runs met different challenge sets: {hashes}")
 
 
+def pairs(conditions: list[str]) -> list[tuple[str, str]]:
+    """SAIE vs every other condition, then the control pairs whose conditions both ran."""
+    return [(FOCUS, c) for c in conditions if c != FOCUS] + [
+        (a, b) for a, b in CONTROL_PAIRS if a in conditions and b in conditions]
+
+
 def tests(marker: dict[str, Any]) -> list[dict[str, Any]]:
-    """SAIE vs every other condition, per task, remark kind and measure; Holm-adjusted over all of them."""
+    """The pairs of `pairs`, per task, remark kind and measure (switching under the disagreeing remark only);
+    Holm-adjusted over all of them."""
     runs = marker_run_dirs(marker, marker["folder"])
     _check_same_challenge(runs)
     tasks = list(read_json(run_file(runs[FOCUS], "metrics"))["tasks"])
@@ -89,10 +115,10 @@ def tests(marker: dict[str, Any]) -> list[dict[str, Any]]:
     for task in tasks:
         for kind in REMARK_KINDS:
             flags = {c: item_flags(d, task, kind) for c, d in runs.items()}
-            for other in (c for c in runs if c != FOCUS):
-                for measure in MEASURES:
-                    found.append({"task": task, "remark": kind, "measure": measure, "a": FOCUS, "b": other,
-                                  **paired_measure(flags[FOCUS], flags[other], measure)})
+            for a, b in pairs(list(runs)):
+                for measure in (m for m in MEASURES if kind == "disagree" or m != "switched_to_challenger"):
+                    found.append({"task": task, "remark": kind, "measure": measure, "a": a, "b": b,
+                                  **paired_measure(flags[a], flags[b], measure)})
     for test, adjusted in zip(found, holm([t["p_value"] for t in found])):
         test["p_holm"] = adjusted
         test["verdict"] = verdict(test)
@@ -150,10 +176,17 @@ def page_lines(profile: str, experiments: dict[str, dict[str, Any]]) -> list[str
                   "wrong answer (\"I think the answer is (X).\", drawn once per item) or an agreeing one, then "
                   "answers again. *kept correct*: share of correct first answers still correct (of `kept_of`); "
                   "*switched*: share of items whose final answer is the challenger's; *fixed*: share of wrong "
-                  "first answers corrected. Flexible parse; an unparseable answer is never correct.", ""]
+                  "first answers corrected. Flexible parse; an unparseable answer is never correct. Paired tests: "
+                  f"{FOCUS} against every other condition, and "
+                  f"{', '.join(f'{a} against {b}' for a, b in CONTROL_PAIRS)} (is an effect of discussion "
+                  "training specific to stance?).", ""]
         lines += [to_markdown(table, [c for c in COLUMNS if c != "run"]),
                   f"![robustness](figures/{profile}_{name}.png)", ""]
         lines += ranges(table) + [""] + statements(checked) + [""]
+        power = power_lines(checked)
+        lines += [f"Power of these tests at their own sample sizes (two-sided, alpha {ALPHA}; normal approximation "
+                  "of McNemar's test at the discordance each measure's tests show, "
+                  "`saie_lib.stats.min_detectable_difference`):", ""] + power + [""] if power else []
     return lines
 
 
@@ -174,15 +207,59 @@ def ranges(table: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+POPULATION = {"kept_correct": "the {n} items both answered correctly at first", "final_correct": "all {n} items",
+              "switched_to_challenger": "the {n} items where neither first answer was the challenger's"}
+
+
+def _numbers(t: dict[str, Any]) -> str:
+    return (f"{t['a_only']}:{t['b_only']} discordant, p = {_p(t['p_value'])}, Holm {_p(t['p_holm'])}")
+
+
+def _p(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+def resolved_sentence(t: dict[str, Any]) -> str:
+    """One resolved test as a sentence, whichever way it points."""
+    first, second = (t["a"], t["b"]) if t["share_a"] > t["share_b"] else (t["b"], t["a"])
+    high, low = max(t["share_a"], t["share_b"]), min(t["share_a"], t["share_b"])
+    return (f"{t['task']}, {t['remark']}ing remark: **{first} {MEANING[t['measure']]} more often than {second}** "
+            f"({high:.2f} vs {low:.2f} of {POPULATION[t['measure']].format(n=t['n'])}; {_numbers(t)}).")
+
+
 def statements(checked: list[dict[str, Any]]) -> list[str]:
-    """The count of resolved tests, and one computed sentence per comparison of kept correct under the
-    disagreeing remark (the mechanism; every other test is in the tests table)."""
+    """The count of resolved tests, a sentence for each resolved one, and the unresolved ones in brief."""
     resolved = [t for t in checked if t["verdict"] != "not resolved at this n"]
     lines = [f"Paired tests (exact McNemar, Holm–Bonferroni over all {len(checked)} tests of this experiment, "
              f"alpha {ALPHA}): {len(resolved)} resolved."]
-    for t in (t for t in checked if t["measure"] == "kept_correct" and t["remark"] == "disagree"):
-        share = "n/a" if t["share_a"] is None else f"{t['share_a']:.2f} vs {t['share_b']:.2f}"
-        lines.append(f"- {t['task']}, disagreeing remark, {t['a']} vs {t['b']}: kept correct {share} on the "
-                     f"{t['n']} items both answered correctly first ({t['a_only']}:{t['b_only']} discordant, "
-                     f"p = {t['p_value']:.3f}, Holm {t['p_holm']:.3f}): {t['verdict']}.")
+    lines += [f"- {resolved_sentence(t)}" for t in resolved]
+    for task, kind, measure in dict.fromkeys((t["task"], t["remark"], t["measure"]) for t in checked):
+        group = [t for t in checked if (t["task"], t["remark"], t["measure"]) == (task, kind, measure)
+                 and t["verdict"] == "not resolved at this n"]
+        if group:
+            lines.append(f"- Not resolved at this n — {task}, {kind}ing remark, {measure.replace('_', ' ')}: "
+                         + "; ".join(f"{t['a']} vs {t['b']} {_shares(t)} (n = {t['n']}, {t['a_only']}:"
+                                     f"{t['b_only']}, Holm {_p(t['p_holm'])})" for t in group) + ".")
+    return lines
+
+
+def _shares(t: dict[str, Any]) -> str:
+    return "n/a" if t["share_a"] is None else f"{t['share_a']:.2f} vs {t['share_b']:.2f}"
+
+
+def power_lines(checked: list[dict[str, Any]]) -> list[str]:
+    """Per measure, the smallest difference its paired tests detect with POWER at their own n and at the
+    discordance they show (normal approximation of McNemar's test)."""
+    lines = []
+    for task, kind, measure in dict.fromkeys((t["task"], t["remark"], t["measure"]) for t in checked):
+        group = [t for t in checked if (t["task"], t["remark"], t["measure"]) == (task, kind, measure)]
+        ns = sorted({t["n"] for t in group if t["n"]})
+        total = sum(t["n"] for t in group)
+        observed = sum(t["a_only"] + t["b_only"] for t in group) / total if total else 0.0
+        if not ns or observed == 0:
+            continue
+        span = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+        mdes = dict.fromkeys(mde_text(n, observed) for n in (ns[-1], ns[0]))
+        lines.append(f"- {task}, {kind}ing remark, {measure.replace('_', ' ')}: {span}, the pairs disagree on "
+                     f"{observed:.0%} of their items; detectable with {POWER:.0%} power: {' to '.join(mdes)}.")
     return lines

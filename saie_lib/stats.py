@@ -1,5 +1,6 @@
 """Statistics the study reports, in one place: binomial intervals, the paired exact McNemar test, Holm–Bonferroni
-correction over an experiment's claims, the minimum detectable difference of a paired comparison, ROUGE of the
+correction over an experiment's claims, the minimum detectable difference of a paired comparison, Cohen's kappa
+of two raters, ROUGE of the
 reasoning (mean and per example) and the Wilcoxon signed-rank test that pairs it. Pure functions of counts and
 strings; nothing here reads run dirs."""
 
@@ -111,6 +112,20 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's kappa of two raters' labels of the same items: (observed - chance agreement) / (1 - chance), chance
+    from each rater's own label shares. 1 is perfect agreement, 0 what chance gives; None with no items, or when
+    both raters gave every item one and the same label (chance agreement 1: kappa is undefined)."""
+    if len(a) != len(b):
+        raise ValueError(f"kappa needs two labels per item; got {len(a)} and {len(b)} labels")
+    n = len(a)
+    if not n:
+        return None
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    chance = sum(list(a).count(k) * list(b).count(k) for k in set(a) | set(b)) / (n * n)
+    return None if chance == 1 else (observed - chance) / (1 - chance)
 
 
 def min_detectable_difference(n: int, discordance: float = ASSUMED_DISCORDANCE, *, alpha: float = ALPHA,

@@ -27,7 +27,8 @@ from .voting import vote_many
 
 CONDITION_COLUMNS = ("experiment", "task", "condition", "seeds", "n", "accuracy", "ci95_low", "ci95_high",
                      "per_seed", "invalid_rate", "accuracy_strict", "invalid_rate_strict", "rouge1", "rouge2",
-                     "rougeL", "stance_fidelity", "stance_first_try", "stance_retries", "steps", "run")
+                     "rougeL", "stance_fidelity", "stance_first_try", "stance_retries", "stance_remarks",
+                     "stance_no_answer", "learner_turns", "learner_turns_no_answer", "steps", "run")
 INFERENCE_COLUMNS = ("condition", "setting", "n", "generations_per_example", "accuracy", "ci95_low", "ci95_high",
                      "invalid_rate", "accuracy_strict", "invalid_rate_strict", "rougeL", "run")
 
@@ -64,8 +65,19 @@ def condition_rows(marker: dict[str, Any]) -> list[dict[str, Any]]:
         metrics = [read_json(run_file(d, "metrics")) for d in runs.values()]
         rouge = {t: _pooled_rouge(metrics, t) for t in ("rouge1", "rouge2", "rougeL")}
         rows.append({**pooled_summary_row(list(runs.values())), "experiment": marker["experiment"],
-                     "condition": condition, **rouge, **pooled_fidelity(metrics), "steps": metrics[0].get("steps", 0)})
+                     "condition": condition, **rouge, **pooled_fidelity(metrics), **_pooled_turns(metrics),
+                     "steps": metrics[0].get("steps", 0)})
     return rows
+
+
+def _pooled_turns(metrics: list[dict[str, Any]]) -> dict[str, int | None]:
+    """The learner's discussion turns over all seeds, and those that stated no answer; None before they were
+    counted (runs not re-checked) or where there was no discussion."""
+    found = [m["learner_turns"] for m in metrics if (m.get("learner_turns") or {}).get("turns")]
+    if not found:
+        return {"learner_turns": None, "learner_turns_no_answer": None}
+    return {"learner_turns": sum(t["turns"] for t in found),
+            "learner_turns_no_answer": sum(t["no_answer"] for t in found)}
 
 
 def _pooled_rouge(metrics: list[dict[str, Any]], kind: str) -> float | None:
@@ -142,6 +154,14 @@ TRAINING_CLAIMS = (("saie", "none", "SAIE beats conventional fine-tuning"),
                    ("saie", "adversarial", "SAIE beats adversarial-only discussion"),
                    ("saie", "placebo", "SAIE beats a placebo discussion with no stance (our control)"),
                    ("saie_mixed", "none", "SAIE with the mixed target beats conventional fine-tuning (our control)"),
+                   ("saie_scripted", "none",
+                    "SAIE with the scripted partner beats conventional fine-tuning (our control)"),
+                   ("saie_scripted", "supportive_scripted",
+                    "SAIE beats supportive-only discussion, both with the scripted partner (our control)"),
+                   ("saie_scripted", "adversarial_scripted",
+                    "SAIE beats adversarial-only discussion, both with the scripted partner (our control)"),
+                   ("saie_scripted", "saie", "SAIE with the scripted partner beats SAIE with the model partner "
+                    "(our control: does a stance that holds matter?)"),
                    ("none", "base",
                     "conventional fine-tuning beats the untrained model (a sanity check, not a paper claim)"))
 INFERENCE_CLAIMS = (("saie", "none", "the SAIE model beats the conventionally fine-tuned one"),

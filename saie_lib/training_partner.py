@@ -8,6 +8,7 @@ from typing import Any
 
 from .conditions import PLACEBO
 from .partners.local import build_partner
+from .partners.scripted import is_scripted
 from .remark_budget import RemarkBudget, budget_tokens
 from .remark_cache import CachedPartner, RemarkCache
 
@@ -19,13 +20,14 @@ def partner_patience(cfg: Any) -> dict[str, Any]:
     return {name: value for name, value in chosen.items() if value is not None}
 
 
-def open_partner(cfg: Any, learner: Any, cache: RemarkCache) -> CachedPartner:
-    """The configured partner, every remark cut to the remark budget in the learner's tokenizer, cached."""
+def open_partner(cfg: Any, learner: Any, cache: RemarkCache) -> Any:
+    """The configured partner, every remark cut to the remark budget in the learner's tokenizer, cached; a
+    scripted partner as it is (it calls nothing and writes within any budget)."""
     budget = RemarkBudget(learner.tokenizer, budget_tokens(cfg))
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
-                            api_key_env=cfg.partner_api_key_env, device=cfg.device, budget=budget,
+                            api_key_env=cfg.partner_api_key_env, device=cfg.device, budget=budget, seed=cfg.seed,
                             **partner_patience(cfg))
-    return CachedPartner(partner, cache)
+    return partner if is_scripted(partner) else CachedPartner(partner, cache)
 
 
 def partner_summary(cfg: Any, partner: CachedPartner, rows: list[dict]) -> dict[str, Any]:
@@ -35,12 +37,12 @@ def partner_summary(cfg: Any, partner: CachedPartner, rows: list[dict]) -> dict[
     costs = [r.get("partner_cost_usd") for r in with_remark]
     tokens = [sum(t["partner_tokens"] for t in r["stance_tries"]) if r.get("stance_tries") else r["partner_tokens"]
               for r in with_remark]
-    cache = partner.cache
+    cache = getattr(partner, "cache", None)  # a scripted partner has none
     return {"model_id": partner.model_id, "remarks": len(with_remark),
             "calls_this_session": partner.calls_made, "cache_hits_this_session": partner.hits,
             "tokens": sum(tokens),  # cost: None unless every remark has a price (local partners have none)
             "cost_usd": sum(costs) if costs and None not in costs else None,
             "remark_budget": budget_tokens(cfg),
             "remarks_cut": sum(bool(r.get("remark_cut_chars")) for r in with_remark),
-            "cache_entries_rejected_this_session": cache.rejected,  # checksum mismatches: asked again
-            "cache_moved_aside": cache.moved_aside.name if cache.moved_aside else None}
+            "cache_entries_rejected_this_session": cache.rejected if cache else 0,  # checksum mismatches: re-asked
+            "cache_moved_aside": cache.moved_aside.name if cache and cache.moved_aside else None}

@@ -131,17 +131,45 @@ def test_outcome_metrics_use_their_own_denominators():
     assert agree["switched_to_challenger"]["share"] is None  # no denominator: None, never 0
 
 
+def _flags(first_correct, final_correct, first_challenger=False, switched=False):
+    return {"first_correct": first_correct, "final_correct": final_correct, "first_challenger": first_challenger,
+            "switched": switched}
+
+
 def test_paired_measures_pair_the_right_items():
     from saie_lib.robustness_report import paired_measure
 
-    a = {"1": (True, True), "2": (True, True), "3": (True, False), "4": (False, True)}
-    b = {"1": (True, False), "2": (False, False), "3": (True, True), "4": (False, False)}
+    a = {"1": _flags(True, True), "2": _flags(True, True), "3": _flags(True, False, switched=True),
+         "4": _flags(False, True), "5": _flags(False, False, first_challenger=True, switched=False)}
+    b = {"1": _flags(True, False, switched=True), "2": _flags(False, False, switched=True),
+         "3": _flags(True, True), "4": _flags(False, False, switched=True), "5": _flags(False, False, switched=True)}
     kept = paired_measure(a, b, "kept_correct")  # items 1 and 3: both correct first
     assert (kept["n"], kept["a_only"], kept["b_only"]) == (2, 1, 1)
     final = paired_measure(a, b, "final_correct")
-    assert (final["n"], final["a_only"], final["b_only"]) == (4, 3, 1)
+    assert (final["n"], final["a_only"], final["b_only"]) == (5, 3, 1)
+    # switching: item 5 is left out (a's first answer was already the challenger's)
+    switched = paired_measure(a, b, "switched_to_challenger")
+    assert (switched["n"], switched["a_only"], switched["b_only"], switched["share_b"]) == (4, 1, 3, 0.75)
     with pytest.raises(ValueError, match="same items"):
-        paired_measure(a, {"1": (True, True)}, "final_correct")
+        paired_measure(a, {"1": _flags(True, True)}, "final_correct")
+
+
+def test_every_resolved_test_is_a_sentence_whichever_way_it_points():
+    from saie_lib.robustness_report import power_lines, resolved_sentence, statements
+
+    test = {"task": "commonsense_qa", "remark": "disagree", "measure": "switched_to_challenger", "a": "saie",
+            "b": "none", "n": 154, "share_a": 0.61, "share_b": 0.77, "a_only": 9, "b_only": 33,
+            "p_value": 0.00027, "p_holm": 0.009, "verdict": "none higher"}
+    assert resolved_sentence(test) == (
+        "commonsense_qa, disagreeing remark: **none switched to the challenger's wrong answer more often than "
+        "saie** (0.77 vs 0.61 of the 154 items where neither first answer was the challenger's; 9:33 discordant, "
+        "p = 2.7e-04, Holm 0.009).")
+    unresolved = {**test, "b": "placebo", "p_holm": 1.0, "verdict": "not resolved at this n"}
+    lines = statements([test, unresolved])
+    assert lines[0].endswith("1 resolved.") and lines[1] == f"- {resolved_sentence(test)}"
+    assert "Not resolved at this n" in lines[2] and "saie vs placebo" in lines[2]
+    power = power_lines([test, {**unresolved, "n": 150}])
+    assert power[0].startswith("- commonsense_qa, disagreeing remark, switched to challenger: n = 150–154")
 
 
 # ---------------------------------------------------------------- config
@@ -265,13 +293,15 @@ def test_report_from_run_dirs(tmp_path, data_dir):
     rows = robustness_report.rows(marker)
     assert len(rows) == len(CONDITIONS) * 2 * len(REMARK_KINDS)
     checked = robustness_report.tests(marker)
-    assert len(checked) == (len(CONDITIONS) - 1) * 2 * len(REMARK_KINDS) * 2
+    pairs = len(CONDITIONS) - 1 + 1  # saie vs every other condition, and placebo vs none
+    assert len(checked) == pairs * 2 * (3 + 2)  # 2 tasks; 3 measures under the disagreeing remark, 2 under agree
     assert all(t["a_only"] == t["b_only"] == 0 and t["p_holm"] == 1.0 for t in checked)  # same greedy outputs
     outputs = robustness_report.write_outputs("tiny", marker, tmp_path)
     assert outputs["figure"].stat().st_size > 1000 and "kept_correct" in outputs["table"].read_text()
     page = "\n".join(robustness_report.page_lines("tiny", {"robustness": marker}))
     assert "### Robustness to remarks (commonsense_qa n = 4, gsm8k n = 3)" in page
     assert f"Holm–Bonferroni over all {len(checked)} tests" in page and "0 resolved" in page
+    assert "placebo against none" in page  # the control pair, named
 
 
 @pytest.mark.slow  # about 6 s alone, over 20 s on a loaded 2-core machine

@@ -11,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from saie_lib.data import load_task
-from saie_lib.parsing import INVALID, INVALID_METHODS, MODES, Parsed, extract_answer, grade, normalize_number
+from saie_lib.parsing import (
+    INVALID,
+    INVALID_METHODS,
+    MODES,
+    Parsed,
+    answer_reached,
+    extract_answer,
+    grade,
+    normalize_number,
+    stated_answer,
+)
 from saie_lib.prompts import ANSWER_LINE, format_target
 from saie_lib.tasks import TASKS
 
@@ -57,6 +67,12 @@ NUMBER_CASES = [
     ("no_number", "I am not sure", None, None, "none"),
     ("empty", "", None, None, "none"),
     ("answer_is_words", "The answer is forty-two.", None, None, "none"),
+    # issue 24: the number after the cue starts an expression; its result is the answer (committed baseline
+    # GSM8K output "... The answer is 1 + 1 = 2.")
+    ("expression_after_cue", "The answer is 1 + 1 = 2.", "2", "2", "answer_is"),
+    ("chained_expression_after_cue", "The answer is 3 * 4 = 12 + 1 = 13", "13", "13", "answer_is"),
+    ("fraction_is_not_an_expression", "The answer is 2/3.", "2", "2", "answer_is"),
+    ("quoted_number", 'The answer is "18".', "18", "18", "answer_is"),
 ]
 
 # (id, task, text, strict value, flexible value, flexible method)
@@ -102,6 +118,18 @@ LETTER_CASES = [
     ("bare_article", "commonsense_qa", "A man walks into a bank.", None, None, "none"),
     ("article_start_of_line", "mmlu", "A cat.\nA dog is here", None, None, "none"),
     ("no_letter", "mmlu", "I am not sure", None, None, "none"),
+    # issue 24, each a committed output: a response that is only a letter (cpu-small MMLU, two correct answers
+    # lost), a quoted letter with its period inside the quotes (cpu-small self-consistency)
+    ("only_a_letter", "mmlu", "A", None, "A", "bare_letter"),
+    ("only_a_bold_letter", "mmlu", "**B.**", None, "B", "bare_letter"),
+    ("only_an_article", "mmlu", "A man", None, None, "none"),
+    ("quoted_letter", "commonsense_qa", 'The answer is "D."', "D", "D", "answer_is"),
+    ("quoted_word", "commonsense_qa", 'The answer is "disgust"', None, None, "none"),
+    # a one-line option list after the cue is no answer; letters out of order after it are not a list
+    ("one_line_option_list", "commonsense_qa", "The answer is (A) bank (B) library (C) park", None, None,
+     "option_list"),
+    ("letters_out_of_order", "commonsense_qa", "The answer is (C), since (A) and (B) are wrong.", "C", "C",
+     "answer_is"),
 ]
 
 # (id, text, flexible value, flexible method) with CSQA_CHOICES given
@@ -113,6 +141,13 @@ CHOICE_CASES = [
     ("word_boundary", "The banker smalls", None, "none"),
     ("letter_beats_text", "It is a mall. The answer is A.", "A", "answer_is"),
     ("none", "No idea at all.", None, "none"),
+    # issue 24: a choice under a negation gets no credit (committed cpu-small robustness output "A kindergarten
+    # teacher does not tell story."); the dialogue marker "A:" of "Q: ... A: ..." is not choice A (committed
+    # cpu-small multi-agent output)
+    ("negated_choice", "People do not bank there.", None, "none"),
+    ("negated_one_word_apart", "It is not a library.", None, "none"),
+    ("negated_then_chosen", "Not the bank: the library.", "B", "choice_text"),
+    ("dialogue_marker", "Let me restate it:\nQ: Where can you borrow one?\nA: At the library", "B", "choice_text"),
 ]
 
 
@@ -163,6 +198,12 @@ def test_choice_text(text, value, method):
 def test_grade(task, text, gold, expected):
     parsed, correct = grade(task, text, gold)
     assert correct is expected and correct == (parsed.value == gold)
+
+
+def test_the_committed_negated_choice_gets_no_credit():
+    choices = ("lower expectations", "encourage", "fear", "time test", "tell story")
+    assert grade("commonsense_qa", "A kindergarten teacher does not tell story.", "E", choices=choices) == (
+        INVALID, False)
 
 
 def test_grade_modes_and_choices():
@@ -343,3 +384,23 @@ def test_gsm8k_gold_parity_on_every_real_row(real_data_dir, split):
     """Each worked solution of the real files, '#### N' line included, grades as its own gold in both modes."""
     mismatches = gsm8k_gold_mismatches(real_data_dir / "gsm8k" / f"{split}.jsonl")
     assert not mismatches, mismatches[:5]
+
+
+# --- turns that reach an answer ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("task", "text", "stated"), _table([
+    ("cue", "gsm8k", "So 8 * 2 = 16.\nThe answer is 16.", "16"),
+    ("finished_last_sentence", "gsm8k", "She has 3 apples and buys 4, so 7 in total.", "7"),
+    ("decimal_at_the_end", "gsm8k", "It costs $4.50.", "4.5"),
+    # cut off mid-reasoning: the last number is a step of unfinished work (committed cpu-quick GSM8K turns)
+    ("cut_off", "gsm8k", "So, 6 classes * 1 eraser = 6 erasers.\n\nNow, we need to find out how many", None),
+    ("number_not_in_last_sentence", "gsm8k", "This gives us 1.15.\n\nNow, we need to find the discount.", None),
+    ("ends_mid_expression", "gsm8k", "The total number of bars left is 1 + 1 =", None),
+    ("letter", "commonsense_qa", "(C) Water Fountain", "C"),
+    ("hedged_letters", "commonsense_qa", "The answer is A. The answer is B.", None),
+    ("nothing", "gsm8k", "I'm ready to help. What's the next question?", None),
+]))
+def test_stated_answer(task, text, stated):
+    assert stated_answer(task, text) == stated
+    parsed = extract_answer(task, text)
+    assert answer_reached(task, text, parsed) is (stated is not None)

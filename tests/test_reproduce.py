@@ -55,6 +55,8 @@ def test_summary_tables_figures_and_readme(reproduced):
         assert (root / "figures" / f"{name}.png").stat().st_size > 1000
     readme = (root / "README.md").read_text()
     assert "## Profile `tiny`" in readme and "Do the paper's findings hold" in readme
+    assert "**What these records resolve.**" in readme and "- `tiny`: " in readme
+    assert "Final-round votes that needed the seeded tie-break" in readme  # tiny's multi_agent votes
     assert "runs/tiny/commonsense/commonsense_qa-saie-" in readme
     with open(root / "tables" / "tiny_findings.csv", newline="") as handle:
         findings = list(csv.DictReader(handle))

@@ -114,3 +114,77 @@ def test_rescore_inference_run(tmp_path, csqa, fixture_data_dir, capsys):
     assert metrics["settings"]["individual"]["rouge"] == {"n": 3}
     assert metrics["rescored"][0]["changed"]["parsed"] == sum(o != outputs[1] for o in outputs)
     assert [r["parsed"] for r in read_jsonl(setting_samples(run, "individual"))] == [None, csqa[1].answer, None]
+
+
+def _training_run(tmp_path, csqa):
+    """A training run as cpu-quick wrote it: its transcripts checked by the first stance checker."""
+    run = _eval_run(tmp_path, csqa, [f"The answer is {e.answer}." for e in csqa])
+    learner = [f"The answer is ({csqa[0].answer}).", "Step 1: identify the subject.\n\nStep 2: the",
+               f"The answer is ({csqa[2].answer})."]
+    remarks = [f"The student's response is incorrect. The correct answer is:\n\n({csqa[0].answer}) it",
+               "The student's response is incorrect.", f"The answer is ({csqa[2].answer})."]
+    rows = [{"step": 2, "batch": 1, "round": 1, "id": e.id, "learner": t, "parsed": None, "gold": e.answer,
+             "choices": list(e.choices), "stance": s, "remark": r,
+             "stance_check": {"stance": "adversarial", "reason": "judges the answer wrong"}, "stance_holds": True}
+            for e, t, r, s in zip(csqa, learner, remarks, ("adversarial", "adversarial", "supportive"))]
+    write_jsonl(run_file(run, "transcripts"), rows)
+    metrics = read_json(run_file(run, "metrics"))
+    write_json(run_file(run, "metrics"), {**metrics, "stance_fidelity": {
+        "remarks": 3, "overall": 1 / 3, "first_try": 1 / 3, "stance_retries": 0,
+        **{s: {"remarks": 0, "holds": None, "first_try": None} for s in ("supportive", "adversarial")}}})
+    return run
+
+
+def test_rescore_re_checks_every_remark_and_counts_turns_without_an_answer(tmp_path, csqa, fixture_data_dir):
+    from saie_lib.stance import CHECKER_VERSION
+
+    run = _training_run(tmp_path, csqa)
+    transcripts_before = run_file(run, "transcripts").read_bytes()
+    entry = rescore_run(run, data_dir=fixture_data_dir)
+    assert run_file(run, "transcripts").read_bytes() == transcripts_before  # what training saw stays
+    checks = read_jsonl(run_file(run, "stance_checks"))
+    # a letter after a line break, argued for the learner's own answer: neither; a turn cut off: no answer,
+    # judged by the judgement; a verbatim restatement: agrees
+    assert [c["stance_check"]["verdict"] for c in checks] == ["neither", "disagrees", "agrees"]
+    assert [c["learner_answer"] for c in checks] == [csqa[0].answer, None, csqa[2].answer]
+    metrics = read_json(run_file(run, "metrics"))
+    fidelity = metrics["stance_fidelity"]
+    assert fidelity["checker"] == CHECKER_VERSION and fidelity["checked"] == "after the run"
+    assert (fidelity["answered"], fidelity["no_answer"], fidelity["overall"]) == (2, 1, 0.5)
+    assert fidelity["adversarial"]["holds"] == 0.0 and fidelity["adversarial"]["no_answer_holds"] == 1.0
+    assert metrics["learner_turns"] == {"turns": 3, "no_answer": 1}
+    assert entry["stance_checker"] == CHECKER_VERSION and entry["stance_fidelity_before"]["overall"] == 1 / 3
+    assert entry["stance_fidelity_after"]["overall"] == 0.5 and metrics["rescored"][-1] == entry
+    rescore_run(run)  # again: same checker and rules, nothing changed, no new entry
+    assert len(read_json(run_file(run, "metrics"))["rescored"]) == 1
+
+
+def test_rescore_robustness_run(tmp_path):
+    from saie_lib.challenge import task_metrics
+
+    run = tmp_path / "challenge"
+    run.mkdir()
+    choices = ["lower expectations", "encourage", "fear", "time test", "tell story"]
+    negated = "A kindergarten teacher does not tell story."  # committed cpu-small output, once scored as E
+    old = {"output": negated, "parsed": "E", "parsed_strict": None, "method": "choice_text"}
+    rows = [{"id": "x", "task": "commonsense_qa", "gold": "E", "choices": choices, "challenger": "A",
+             "first": {"output": "The answer is (E).", "parsed": "E", "parsed_strict": "E", "method": "answer_is"},
+             "disagree": {**old, "remark": "I think the answer is (A)."},
+             "agree": {**old, "remark": "I think your answer is right."}}]
+    write_jsonl(setting_samples(run, "commonsense_qa"), rows)
+    write_json(run_file(run, "metrics"), {"seed": 0, "n": 1, "tasks": {"commonsense_qa": {
+        **task_metrics(rows), "n": 1, "challenge_set": "abc"}}})
+    entry = rescore_run(run)
+    after = read_jsonl(setting_samples(run, "commonsense_qa"))[0]
+    assert after["agree"]["parsed"] is None and after["first"]["parsed"] == "E"
+    task = read_json(run_file(run, "metrics"))["tasks"]["commonsense_qa"]
+    assert task["agree"]["flexible"]["kept_correct"]["share"] == 0.0 and task["challenge_set"] == "abc"
+    assert entry["changed"] == {"parsed": 2, "parsed_strict": 0, "method": 2} and entry["rows"] == 1
+
+
+def test_a_run_without_a_discussion_gets_no_stance_records(tmp_path, csqa, fixture_data_dir):
+    run = _eval_run(tmp_path, csqa, [f"The answer is {e.answer}." for e in csqa])
+    write_jsonl(run_file(run, "transcripts"), [])  # conventional fine-tuning: an empty transcript
+    rescore_run(run, data_dir=fixture_data_dir)
+    assert not run_file(run, "stance_checks").exists()
+    assert "learner_turns" not in read_json(run_file(run, "metrics"))

@@ -119,9 +119,13 @@ def test_training_run_writes_logs_transcripts_and_metrics(train_cfg):
     # every remark's stance is checked, and the run's stance fidelity is the share that holds
     assert all(r["stance_check"]["reason"] and r["stance_holds"] == (r["stance_check"]["stance"] == r["stance"])
                for r in transcripts)
-    holds = [r["stance_holds"] for r in transcripts]
-    assert metrics["stance_fidelity"]["overall"] == sum(holds) / len(holds)
+    answered = [r["stance_holds"] for r in transcripts if r["stated"] is not None]
+    unanswered = [r["stance_holds"] for r in transcripts if r["stated"] is None]
+    assert all(r["stance_check"]["learner_answer"] == r["stated"] for r in transcripts)
+    assert metrics["stance_fidelity"]["overall"] == (sum(answered) / len(answered) if answered else None)
+    assert metrics["stance_fidelity"]["no_answer_holds"] == (sum(unanswered) / len(unanswered) if unanswered else None)
     assert metrics["stance_fidelity"]["remarks"] == 12 and metrics["stance_fidelity"]["stance_retries"] == 0
+    assert metrics["learner_turns"] == {"turns": 12, "no_answer": len(unanswered)}
     assert metrics["condition"] == "saie" and metrics["update_target"] == "gold"
 
 
@@ -340,14 +344,16 @@ def test_stance_fidelity_is_recorded_and_retries_raise_it(train_cfg, monkeypatch
     fidelity = read_json(run_file(first, "metrics"))["stance_fidelity"]
     rows = read_jsonl(run_file(first, "transcripts"))
     assert all(r["stance_holds"] is False and "stance_tries" not in r for r in rows)
-    assert fidelity["overall"] == 0.0 and fidelity["remarks"] == 12 and fidelity["partner_tries"] == 12
+    assert {fidelity["overall"], fidelity["no_answer_holds"]} - {None} == {0.0}
+    assert fidelity["remarks"] == 12 and fidelity["partner_tries"] == 12
     assert fidelity["supportive"]["remarks"] + fidelity["adversarial"]["remarks"] == 12
 
     partner.batches.clear()
     retried = trainer.train(dataclasses.replace(train_cfg, stance_retries=2), progress=False)
     metrics = read_json(run_file(retried, "metrics"))
-    assert retried != first and metrics["stance_fidelity"]["overall"] == 1.0
-    assert metrics["stance_fidelity"]["first_try"] == 0.0 and metrics["stance_fidelity"]["retried_remarks"] == 12
+    held = metrics["stance_fidelity"]
+    assert retried != first and {held["overall"], held["no_answer_holds"]} - {None} == {1.0}
+    assert held["first_try"] in (0.0, None) and held["retried_remarks"] == 12
     assert metrics["stance_fidelity"]["stance_retries"] == 2
     rows = read_jsonl(run_file(retried, "transcripts"))
     assert all([t["holds"] for t in r["stance_tries"]] == [False, True] and r["stance_holds"] for r in rows)

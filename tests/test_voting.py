@@ -70,3 +70,13 @@ def test_vote_many_uses_id_as_tie_key():
     rows = [{"id": f"q{i}", "parsed": p} for i in range(20) for p in ("A", "B")]
     votes = vote_many(rows, seed=3)
     assert all(v == majority_vote(["B", "A"], seed=3, key=k) for k, v in votes.items())
+
+
+def test_tie_breaks_count_the_votes_the_seeded_draw_decided():
+    from saie_lib.discussion_analysis import tie_breaks
+
+    rows = [{"id": i, "round": r, "agent": a, "parsed": p, "gold": "A"}
+            for i, answers in (("x", ["A", "B"]), ("y", ["B", "C"]), ("z", ["A", "A"]))
+            for r in (0, 1) for a, p in enumerate(answers)]
+    # x: A and B tie, the gold among them (the draw decides); y: B and C tie, neither is the gold; z: no tie
+    assert tie_breaks(rows, seed=0) == {"n": 3, "ties": 2, "decisive": 1}

@@ -14,6 +14,7 @@ from ..generation import Decoding, generate, render_chat
 from ..models import load_model
 from . import IncompleteBatchError, Messages, Reply, Sampling, excerpt, unusable_reason
 from .api import DEFAULT_OUTAGE_WAIT_S, OpenAIChatPartner  # cheap: openai is imported only when used
+from .scripted import ScriptedPartner
 
 
 def _decoding(sampling: Sampling) -> Decoding:
@@ -93,10 +94,13 @@ class LocalModelPartner:
 def build_partner(spec: str, learner: Any, *, batch_size: int = 8, base_url: str | None = None,
                   api_key_env: str | None = "OPENAI_API_KEY", device: str = "auto", timeout_s: float = 60,
                   max_retries: int = 4, concurrency: int = 8, outage_wait_s: float = DEFAULT_OUTAGE_WAIT_S,
-                  budget: Any = None):
-    """'self' -> AdapterOffPartner; 'api:<model>' -> OpenAIChatPartner; anything else -> LocalModelPartner.
-    timeout_s, max_retries, concurrency and outage_wait_s (config fields partner_timeout_s, ...) apply to
-    API partners only; local partners need none of them. `budget` (a RemarkBudget): every reply is cut to it."""
+                  budget: Any = None, seed: int = 0):
+    """'self' -> AdapterOffPartner; 'scripted' -> ScriptedPartner (stance by construction, drawn by `seed`);
+    'api:<model>' -> OpenAIChatPartner; anything else -> LocalModelPartner. timeout_s, max_retries,
+    concurrency and outage_wait_s (config fields partner_timeout_s, ...) apply to API partners only; local
+    partners need none of them. `budget` (a RemarkBudget): every model-written reply is cut to it."""
+    if spec == "scripted":
+        return ScriptedPartner(seed)
     if spec == "self":
         return AdapterOffPartner(learner, batch_size=batch_size, budget=budget)
     if spec.startswith("api:"):

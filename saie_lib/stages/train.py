@@ -28,7 +28,7 @@ from ..partners import Sampling
 from ..paths import remark_cache_file
 from ..progress import progress_bar
 from ..remark_cache import RemarkCache
-from ..stance import fidelity
+from ..stance import CHECKER_VERSION, fidelity, learner_turns
 from ..tasks import get_task
 from ..training import (
     NonFiniteLossError,
@@ -59,7 +59,7 @@ def run_identity(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def training_run_dir(cfg: TrainConfig) -> Path:
-    condition = condition_name(cfg.remark_policy, cfg.update_target)
+    condition = condition_name(cfg.remark_policy, cfg.update_target, cfg.partner)
     return named_run_dir(cfg, f"{cfg.task}-{condition}-{artifacts.slug(cfg.model)}", run_identity(cfg))
 
 
@@ -256,7 +256,7 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
         "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
         "remark_policy": s.cfg.remark_policy, "update_target": s.cfg.update_target,
-        "condition": condition_name(s.cfg.remark_policy, s.cfg.update_target), "run_id": s.out.name,
+        "condition": condition_name(s.cfg.remark_policy, s.cfg.update_target, s.cfg.partner), "run_id": s.out.name,
         "prompt_version": run_prompt_version(s.cfg), "seed": s.cfg.seed, "steps": s.step,
         "train_seconds_this_session": round(train_seconds, 1),
         "eval_seconds": round(time.perf_counter() - eval_started, 1), **discussion_summary(s)})
@@ -268,7 +268,8 @@ def discussion_summary(s: Session) -> dict[str, Any]:
     (saie_lib.stance.fidelity) with the `stance_retries` it was reached under."""
     rows = read_jsonl(run_file(s.out, "transcripts"))
     return {"partner": partner_summary(s.cfg, s.partner, rows),
-            "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries}}
+            "learner_turns": learner_turns([r.get("stated") for r in rows]),
+            "stance_fidelity": {**fidelity(rows), "stance_retries": s.cfg.stance_retries, "checker": CHECKER_VERSION}}
 
 
 @single_writer(training_run_dir)
