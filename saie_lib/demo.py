@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .kernel_io import NotebookFailed
 from .notebook_runner import execute
 from .paths import committed_results_dir
 from .paths import results_root as resolve_results_root
@@ -48,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = resolve_results_root(args.results_root)
     folder = root / "runs" / str(read_yaml_mapping(Path(args.study)).get("study", "baseline"))
     before = finished_runs(folder)
-    executed = run_demo(args.study, results_root=args.results_root, force=args.force)
+    try:
+        executed = run_demo(args.study, results_root=args.results_root, force=args.force)
+    except NotebookFailed as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     report = build_report(root, {} if args.force else before, [folder], reference=committed_results_dir())
     print(f"executed notebook: {shown(executed)}")
     print(activity_line(report, RECOMPUTE_HINT))

@@ -30,6 +30,7 @@ from .experiments import (
     marker_seed_run_dirs,
     seed_run_dirs,
 )
+from .kernel_io import NotebookFailed
 from .notebook_runner import execute
 from .paths import committed_results_dir, remark_cache_file
 from .paths import results_root as resolve_results_root
@@ -107,7 +108,6 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
         log(profile.name, results_root, {"experiment": name, "status": "skipped (all runs finished)"})
         return "skipped"
     output = experiment_dir(profile.name, name, results_root) / experiment.notebook
-    print(f"[reproduce] {profile.name}/{name}: notebooks/{experiment.notebook} -> {output}", file=sys.stderr)
     cached = remark_cache_entries()
     started = time.perf_counter()
     try:
@@ -116,9 +116,6 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
     except Exception:
         log(profile.name, results_root, {"experiment": name, "status": "failed",
                                          "seconds": round(time.perf_counter() - started, 1)})
-        print(f"[reproduce] {name} failed; the executed notebook with the error is {output}. Rerunning "
-              "resumes: finished runs are kept and the interrupted one continues from its checkpoint.",
-              file=sys.stderr)
         raise
     log(profile.name, results_root, {"experiment": name, "status": "ran",
                                      "seconds": round(time.perf_counter() - started, 1),
@@ -170,8 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("note: running on glibc's malloc; CPU training peaks at about twice its live memory. With tcmalloc "
               "installed (apt install libtcmalloc-minimal4, or conda's gperftools) `make reproduce` preloads it.",
               file=sys.stderr)
-    statuses = reproduce(args.profile, names, data_dir=args.data_dir, results_root=args.results_root,
-                         summary=not args.no_summary, force=args.force)
+    try:
+        statuses = reproduce(args.profile, names, data_dir=args.data_dir, results_root=args.results_root,
+                             summary=not args.no_summary, force=args.force)
+    except NotebookFailed as failure:
+        print(f"error: {failure}\nRerunning resumes: finished runs are kept and an interrupted one continues "
+              "from its last checkpoint.", file=sys.stderr)
+        return 1
     for name, status in statuses.items():
         print(f"{name}: {status}")
     report = build_report(root, before, folders, reference=committed_results_dir())
