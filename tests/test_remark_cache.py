@@ -250,3 +250,19 @@ def test_a_local_partner_with_an_empty_remark_names_it_and_caches_the_rest(cache
     message = str(raised.value)
     assert "conversation 1 (empty remark)" in message and "answer 1" in message and "'partner'" in message
     assert raised.value.failed == [1] and cache.stats()["entries"] == 2
+
+
+def test_no_wal_journal_on_a_network_mount(tmp_path):
+    """SQLite's WAL needs shared memory on one host: on Google Drive (a FUSE mount on Colab) or NFS the cache
+    uses the rollback journal."""
+    from saie_lib.remark_cache import journal_mode, mount_type
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text("overlay / overlay rw 0 0\n"
+                      "drive /content/drive fuse.drive rw 0 0\n"
+                      "server:/export /mnt/nfs nfs4 rw 0 0\n")
+    assert mount_type(Path("/content/drive/MyDrive/saie/cache"), str(mounts)) == "fuse.drive"
+    assert journal_mode(Path("/content/drive/MyDrive/saie/cache/remarks.sqlite"), str(mounts)) == "DELETE"
+    assert journal_mode(Path("/mnt/nfs/remarks.sqlite"), str(mounts)) == "DELETE"
+    assert journal_mode(Path("/content/drivexyz/remarks.sqlite"), str(mounts)) == "WAL"
+    assert journal_mode(Path("/root/.cache/saie/remarks.sqlite"), str(tmp_path / "unreadable")) == "WAL"
