@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,14 +49,14 @@ ARCHITECTURES = {  # Qwen2 configs of the real checkpoints (vocabulary replaced,
 GSM8K_TRAIN, GSM8K_TEST, WARMUP, ROUNDS = 7473, 1319, 0.2, 2
 
 
-def build_model(arch: str, folder: Path, dtype: str, new_tokens: int) -> Path:
+def build_model(arch: str, folder: Path, dtype: str, new_tokens: int, tokenizer_from: str) -> Path:
     """A random-weight model of `arch` with SmolLM2's tokenizer, saved where Learner/Unsloth load local models.
     Its generation config asks for `new_tokens` at least (a random model may stop at once): every generation
     runs its full length, so the timings are those of real answers of that length."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct").path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_from).path)
     config = Qwen2Config(**ARCHITECTURES[arch], vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
@@ -97,6 +98,11 @@ def backend_record(backend: str, folder: Path, args, examples) -> dict:
         learner = load(backend, folder, args.device)
     except ImportError as error:  # Unsloth not installed on this machine: say so, measure the rest
         return {"available": False, "error": str(error)}
+    except Exception as error:  # noqa: BLE001 - a broken Unsloth install must not lose the peft numbers
+        if backend == "peft":
+            raise
+        return {"available": False, "error": f"{type(error).__name__}: {error}",
+                "traceback": traceback.format_exc(limit=8)}
     record = {"available": True, "precision": learner.info.get("precision"),
               "training": training_throughput(learner, examples, args.steps, args.max_seq_len)}
     if backend == "peft":
@@ -120,6 +126,26 @@ def projection(peft: dict, batch: int) -> dict:
             "train_hours": train_s / 3600, "eval_hours": eval_s / 3600, "saie_run_hours": (train_s + eval_s) / 3600}
 
 
+def plot(record: dict, path: Path) -> None:
+    """Training tokens/s by backend, and where a discussion step's seconds go."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from bench_plots import save
+
+    backends = [b for b in ("peft", "unsloth") if record["backends"][b].get("available")]
+    parts = record["backends"]["peft"]["parts"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 2]})
+    left.bar(backends, [record["backends"][b]["training"]["tokens_per_s"] for b in backends],
+             color=["#4c72b0", "#dd8452"][: len(backends)])
+    left.set(ylabel="tokens / s", title="LoRA training")
+    right.barh([name.removesuffix("_s").replace("_", " ") for name in parts], list(parts.values()), color="#55a868")
+    right.set(xlabel="seconds", title=f"one discussion step, peft ({record['new_tokens']} new tokens a turn)")
+    fig.suptitle(f"{record['arch']} (random weights), {record['device'].get('gpu', 'CPU')}, batch {record['batch']}")
+    save(fig, path)
+
+
 def peak_gpu_gb() -> float | None:
     import torch
 
@@ -135,15 +161,27 @@ def main(argv=None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--max-seq-len", type=int, default=768)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--tokenizer", default="smollm2-135m-instruct",
+                        help="model alias or local folder whose tokenizer the random model uses (a folder on a "
+                             "machine without the embedded GGUF package, e.g. a built tiny-random-smollm2)")
+    parser.add_argument("--source-sha",
+                        help="the commit a copied work tree was made from (recorded instead of its .git's HEAD)")
     parser.add_argument("--dry-run", action="store_true", help="CPU smoke run: 1 step, 8 new tokens, batch 2")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--plot", type=Path, help="only draw the figure of this record (into --out)")
     args = parser.parse_args(argv)
+    if args.plot:
+        record = json.loads(args.plot.read_text())
+        plot(record, args.out / args.plot.with_suffix(".png").name)
+        return record
     if args.dry_run:
         args.steps, args.new_tokens, args.batch, args.dtype = 1, 8, 2, "float32"
     env = artifacts.env_record()
+    if args.source_sha:  # a copied work tree: its .git, if any came along, need not be the commit that ran
+        env.update(git_sha=args.source_sha, git_dirty=None, git_sha_from="--source-sha")
     examples = load_task("gsm8k", "train", data_dir=str(FIXTURES), limit=args.batch, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = build_model(args.arch, Path(tmp) / args.arch, args.dtype, args.new_tokens)
+        folder = build_model(args.arch, Path(tmp) / args.arch, args.dtype, args.new_tokens, args.tokenizer)
         record = {"arch": args.arch, "vocabulary": "SmolLM2 tokenizer (49,152), not Qwen's 151,936",
                   "weights": "random (timing and memory do not depend on them); generations forced to new_tokens",
                   "batch": args.batch, "new_tokens": args.new_tokens, "max_seq_len": args.max_seq_len,
@@ -156,6 +194,7 @@ def main(argv=None) -> dict:
                   device=env["device"], env=env)
     args.out.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(args.out / f"gpu_check-{args.arch}.json", record)
+    plot(record, args.out / f"gpu_check-{args.arch}.png")
     headline = {k: record.get(k) for k in ("arch", "device", "unsloth_over_peft", "peak_gpu_gb")}
     headline["saie_run_hours"] = record["projected_gsm8k_saie"]["saie_run_hours"]
     headline["peft_tokens_per_s"] = peft["training"]["tokens_per_s"]

@@ -200,10 +200,14 @@ class UnslothLearner(Learner):
     @classmethod
     def create(cls, name: str, lora: LoraSettings, *, source: str = "auto", dtype: str = "auto",
                device: str = "auto", adapter: str | Path | None = None, trust_remote_code: bool = False,
-               load_in_4bit: bool = False, max_seq_length: int = 2048, seed: int = 0,
+               load_in_4bit: bool = False, max_seq_length: int | None = None, seed: int = 0,
                gradient_checkpointing: str = "auto"):  # Unsloth always uses its own offloaded checkpointing
+        """`max_seq_length` bounds every sequence Unsloth's patched forward will see, generation included (its
+        attention mask is built at that size): None = the model's own context window, since a discussion turn's
+        prompt (question, answer, remark) is longer than the training truncation `max_seq_len`."""
         FastLanguageModel = import_unsloth()
         resolved = resolve_model(name, source)
+        max_seq_length = max_seq_length or context_window(resolved.path, trust_remote_code)
         device = pick_device(device)
         # The Hub id where there is one: Unsloth then uses its pre-quantised 4-bit weights and names the base
         # model by its id in the adapter card, not by a cache path.
@@ -254,8 +258,20 @@ class UnslothLearner(Learner):
         self.model.save_pretrained_merged(str(path), self.tokenizer, save_method="merged_16bit")
 
 
+def context_window(path: str, trust_remote_code: bool = False) -> int:
+    """The longest sequence a checkpoint's positions cover (its config's max_position_embeddings)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    window = getattr(config, "max_position_embeddings", None)
+    if not window:
+        raise ValueError(f"{path}: config.json states no max_position_embeddings; pass max_seq_length")
+    return int(window)
+
+
 def load_learner(name: str, lora: LoraSettings, *, backend: str = "auto", device: str = "auto",
-                 load_in_4bit: bool = False, max_seq_length: int = 2048, seed: int = 0, **kwargs: Any) -> Learner:
+                 load_in_4bit: bool = False, max_seq_length: int | None = None, seed: int = 0,
+                 **kwargs: Any) -> Learner:
     seq2seq = is_seq2seq_checkpoint(resolve_model(name, kwargs.get("source", "auto")).path,
                                     trust_remote_code=kwargs.get("trust_remote_code", False))
     chosen = choose_backend(backend, pick_device(device), seq2seq=seq2seq)

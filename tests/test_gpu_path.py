@@ -59,3 +59,31 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert peft["batching"]["speedup"] > 0 and record["projected_gsm8k_saie"]["saie_run_hours"] > 0
     assert "available" in record["backends"]["unsloth"]
     assert (tmp_path / "gpu_check-tiny.json").is_file()
+
+
+def test_unsloth_covers_the_models_context_window_not_the_training_cut(data_dir, tmp_path, monkeypatch):
+    """Unsloth builds its attention mask at max_seq_length, generation included: discussion prompts are longer
+    than the training cut max_seq_len (on an H200, train-tiny's 313-token prompt failed against 256), so training
+    loads the learner for the model's own context window."""
+    from saie_lib.learner import context_window
+    from saie_lib.models import resolve_model
+    from saie_lib.stages import train
+
+    tiny = resolve_model("tiny-random-smollm2").path
+    assert context_window(tiny) == read_json(f"{tiny}/config.json")["max_position_embeddings"]
+
+    class Loaded(Exception):
+        pass
+
+    asked = {}
+
+    def load_learner(*args, **kwargs):
+        asked.update(kwargs)
+        raise Loaded
+
+    monkeypatch.setattr(train, "load_learner", load_learner)
+    cfg = load_config("train-tiny", cls=TrainConfig, task="gsm8k", data_dir=str(data_dir),
+                      results_root=str(tmp_path))
+    with pytest.raises(Loaded):
+        train.open_session(cfg, tmp_path)
+    assert asked.get("max_seq_length") is None

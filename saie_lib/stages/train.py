@@ -87,8 +87,10 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
     schedule = [("warmup", b) for b in batched(warmup, cfg.batch_size)]
     schedule += [("discussion", b) for b in batched(discussion, cfg.batch_size)]
     lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
+    # no max_seq_length: Unsloth then covers the model's context window, which discussion prompts need; training
+    # sequences are cut to cfg.max_seq_len by the features themselves
     learner = load_learner(cfg.model, lora, backend=cfg.backend, device=cfg.device, load_in_4bit=cfg.load_in_4bit,
-                           max_seq_length=cfg.max_seq_len, source=cfg.model_source, dtype=cfg.dtype,
+                           source=cfg.model_source, dtype=cfg.dtype,
                            trust_remote_code=cfg.trust_remote_code, seed=cfg.seed,
                            gradient_checkpointing=cfg.gradient_checkpointing)
     partner = build_partner(cfg.partner, learner, batch_size=cfg.eval_batch_size, base_url=cfg.partner_base_url,
