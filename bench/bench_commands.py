@@ -84,12 +84,13 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "results" / "bench" / "commands.json"))
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the kernels import this checkout's saie_lib
+    code = git_state()  # the code that ran, read before anything runs
     with tempfile.TemporaryDirectory(prefix="saie-commands-") as scratch:
         commands = bench_demo_and_reproduce(Path(args.venv).resolve(), env, Path(scratch))
         if args.install:
             commands.update(bench_install(Path(scratch), env))
     models = cache_dir() / "models"
-    record = {"commands": commands, "cpu_count": os.cpu_count(), **git_state(),
+    record = {"commands": commands, "cpu_count": os.cpu_count(), **code,
               "model_cache_gb": {p.name: size_gb(p) for p in sorted(models.iterdir())
                                  if p.name.startswith("smollm2-135m-instruct")} if models.is_dir() else {},
               "note": "times include papermill and the kernel start; the load average shows what else ran"}
