@@ -72,18 +72,6 @@ class ResolvedModel:
     source: str  # "local", "hub", "gguf:<package>", "tiny-random-v<N>"
 
 
-def weights_description(name: str, source: str) -> str:
-    """The weights a run used, in words, from its recorded `model_source`: an embedded GGUF build is a
-    4-bit-rounded copy whose numbers are not the Hub model's, so it is always named as such."""
-    spec = MODEL_ALIASES.get(name)
-    if source.startswith("gguf:") and spec and spec.gguf_file:
-        quant = spec.gguf_file.rsplit(".", 2)[-2]
-        return f"{(spec.hub_id or name).split('/')[-1]} dequantised from its {quant} GGUF ({source[5:]})"
-    if source == "hub" and spec and spec.hub_id:
-        return f"{spec.hub_id} (original weights, Hugging Face Hub)"
-    return f"{name} ({source})"
-
-
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 

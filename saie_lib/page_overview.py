@@ -5,13 +5,14 @@ a profile's runs need, stated once and consistently (the committed runs' peak, a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from . import robustness_report
 from .artifacts import read_json, run_file
 from .experiments import marker_run_dirs
-from .models import weights_description
+from .model_sources import weights_description
 from .reporting import mde_text
 from .resources import allocator_note, largest_recorded_peak
 from .summary import condition_rows, findings, finished_experiments, profiles_with_results
@@ -127,3 +128,22 @@ def _lightest_rerun(run_name: str, bench: Path) -> tuple[dict[str, Any], Path] |
         if record.get("same_samples") and record.get("peak_rss_gb_rerun") is not None:
             found.append((record["peak_rss_gb_rerun"], path.name, record, path))
     return (min(found)[2], min(found)[3]) if found else None
+
+
+IMAGE_LINE = re.compile(r"^!\[[^\]]*\]\(([^)]+)\)$")
+
+
+def page_parts(readme: Path) -> list[tuple[str, Any]]:
+    """The page as ("markdown", text) and ("image", file) parts, each image resolved beside the page: a notebook
+    displays the files themselves, since the page's relative links do not resolve from where it lies."""
+    parts: list[tuple[str, Any]] = []
+    chunk: list[str] = []
+    for line in readme.read_text().splitlines():
+        image = IMAGE_LINE.match(line.strip())
+        if image and (readme.parent / image.group(1)).is_file():
+            parts += [("markdown", "\n".join(chunk))] if chunk else []
+            parts.append(("image", readme.parent / image.group(1)))
+            chunk = []
+        else:
+            chunk.append(line)
+    return parts + ([("markdown", "\n".join(chunk))] if chunk else [])

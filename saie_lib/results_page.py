@@ -3,7 +3,6 @@ tables and paired tests of `saie_lib.summary` (which read run dirs only)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -229,25 +228,6 @@ Holm–Bonferroni correction over the claims of an experiment, are read as findi
 seeds on the same machine reuses finished runs, and a fresh run on the same software reproduces greedy outputs
 up to floating-point nondeterminism of the CPU/GPU kernels.
 """
-
-
-IMAGE_LINE = re.compile(r"^!\[[^\]]*\]\(([^)]+)\)$")
-
-
-def page_parts(readme: Path) -> list[tuple[str, Any]]:
-    """The page as ("markdown", text) and ("image", file) parts, each image resolved beside the page: a notebook
-    displays the files themselves, since the page's relative links do not resolve from where it lies."""
-    parts: list[tuple[str, Any]] = []
-    chunk: list[str] = []
-    for line in readme.read_text().splitlines():
-        image = IMAGE_LINE.match(line.strip())
-        if image and (readme.parent / image.group(1)).is_file():
-            parts += [("markdown", "\n".join(chunk))] if chunk else []
-            parts.append(("image", readme.parent / image.group(1)))
-            chunk = []
-        else:
-            chunk.append(line)
-    return parts + ([("markdown", "\n".join(chunk))] if chunk else [])
 
 
 def build_all(results_root: str | Path | None = None) -> Path:

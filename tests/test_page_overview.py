@@ -69,7 +69,7 @@ def test_memory_line_states_the_committed_peak_and_the_recorded_rerun():
 
 
 def test_page_parts_resolve_images_beside_the_page(tmp_path):
-    from saie_lib.results_page import page_parts
+    from saie_lib.page_overview import page_parts
 
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "a.png").write_bytes(b"png")
