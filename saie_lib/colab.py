@@ -44,12 +44,30 @@ def install_command(repo_dir: str | Path, *, extra: str = "colab") -> list[str]:
     return [sys.executable, "-m", "pip", "install", "--quiet", "-e", f"{repo_dir}[{extra}]", *kept_requirements()]
 
 
-def install(repo_dir: str | Path) -> None:
-    """Runs before the project's dependencies exist: uses the standard library only."""
+INSTALLED_MARK = ".saie-installed"  # in the checkout: the commit whose install finished
+
+
+def _head(repo_dir: str | Path) -> str:
+    done = subprocess.run(["git", "-C", str(repo_dir), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def install(repo_dir: str | Path) -> bool:
+    """pip install of the checkout, once per commit: skipped when the last install of this commit finished,
+    redone after a failed one (the mark is written only on success). Runs before the project's dependencies
+    exist: uses the standard library only. True when it installed."""
+    mark = Path(repo_dir) / INSTALLED_MARK
+    head = _head(repo_dir)
+    if mark.is_file() and mark.read_text().strip() == head:
+        return False
+    mark.unlink(missing_ok=True)
     done = subprocess.run(install_command(repo_dir), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"installing {repo_dir} failed (pip exit {done.returncode}); pip's message is above. "
-                           f"The install keeps {kept_requirements()}: a conflict with them is named there.")
+                           f"The install keeps {kept_requirements()}: a conflict with them is named there. "
+                           "Run this cell again to retry the install.")
+    mark.write_text(head + "\n")
+    return True
 
 
 def runtime_report() -> dict[str, Any]:
@@ -74,7 +92,8 @@ def require_gpu(report: dict[str, Any]) -> None:
                          "Runtime > Disconnect and delete runtime, then run this cell again (the project's "
                          "package only states version ranges and keeps the torch it finds).")
     raise NoGpuError("no GPU in this runtime: Runtime > Change runtime type > T4 GPU (or better), then run "
-                     "this cell again. (To run on CPU anyway, set profile = 'cpu-small'.)")
+                     "this cell again. To run on the CPU instead, untick NEEDS_GPU in this cell, run it again, and "
+                     "set profile = 'cpu-small' (or 'cpu-quick') in the parameters cell.")
 
 
 def use_drive(folder: Path = DRIVE_FOLDER) -> dict[str, str]:
@@ -100,6 +119,8 @@ def setup(*, on_drive: bool = False, need_gpu: bool = True) -> dict[str, Any]:
     print("\n".join(f"{key}: {value}" for key, value in report.items() if value is not None))
     if need_gpu:
         require_gpu(report)
+    elif not report["cuda"]:
+        print("no GPU (NEEDS_GPU unticked): choose a CPU profile, e.g. profile = 'cpu-small'")
     if on_drive:
         print(use_drive())
     return report

@@ -128,9 +128,13 @@ def check_adapters_present(configs: dict[str, Any]) -> None:
     missing = [a for cfg in configs.values() if not artifacts.is_finished(_run_dir(cfg))
                for a in _adapters(cfg) if not (Path(a) / "adapter_config.json").is_file()]
     if missing:
+        notebooks = sorted({EXPERIMENTS[e].notebook for e in (Path(a).parent.parent.name for a in missing)
+                            if e in EXPERIMENTS})
         raise ValueError(f"this experiment needs the trained adapters, and {len(missing)} are missing "
-                         f"(adapters are not committed): {[Path(a).parent.name for a in missing]}; remove those "
-                         "run dirs and run their training experiment again (`make reproduce`) to re-create them")
+                         f"(adapters are not committed): {[Path(a).parent.name for a in missing]}; run "
+                         f"{', '.join(f'notebooks/{n}' for n in notebooks) or 'their training notebook'} first "
+                         "(after removing those run dirs, or with `make reproduce`), with the same results root: "
+                         "on Colab keep RESULTS_ON_DRIVE ticked so the adapters outlive the runtime")
 
 
 def _run_dir(cfg: Any) -> Path:

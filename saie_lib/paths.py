@@ -18,6 +18,12 @@ def results_dir() -> Path:
     return Path(os.environ.get("SAIE_RESULTS_DIR") or repo_root() / "results")
 
 
+def committed_results_dir() -> Path:
+    """The results committed with the code (<repo>/results), whatever SAIE_RESULTS_DIR says: what a fresh
+    recomputation is compared with."""
+    return repo_root() / "results"
+
+
 def configs_dir() -> Path:
     return repo_root() / "configs"
 

@@ -83,8 +83,31 @@ def check_cache_path(path: Path) -> None:
                          "(config field 'remark_cache', or the environment variable SAIE_REMARK_CACHE)")
 
 
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb", "smbfs", "smb3", "9p", "fuse", "afs", "ceph", "glusterfs")
+
+
+def mount_type(path: Path, mounts: str = "/proc/mounts") -> str | None:
+    """The filesystem type of the mount holding `path` (Linux /proc/mounts; None where it cannot be read)."""
+    try:
+        table = [line.split()[1:3] for line in Path(mounts).read_text().splitlines() if len(line.split()) > 2]
+    except OSError:
+        return None
+    target = str(path.resolve())
+    holding = [(point, kind) for point, kind in table
+               if target == point or target.startswith(point.rstrip("/") + "/")]
+    return max(holding, key=lambda entry: len(entry[0]))[1] if holding else None
+
+
+def journal_mode(path: Path, mounts: str = "/proc/mounts") -> str:
+    """WAL on a local disk; DELETE (SQLite's default) on a network mount such as Google Drive on Colab, where
+    SQLite documents WAL as unsupported (its shared-memory index needs one host's memory)."""
+    kind = mount_type(path.parent, mounts) or ""
+    return "DELETE" if kind.split(".")[0] in NETWORK_FILESYSTEMS else "WAL"
+
+
 class RemarkCache:
-    """One SQLite file (WAL mode) mapping remark keys to replies. Use from one thread."""
+    """One SQLite file (WAL mode on a local disk, see `journal_mode`) mapping remark keys to replies. Use from one
+    thread."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -109,7 +132,7 @@ class RemarkCache:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA journal_mode={journal_mode(self.path)}")
             problems = db.execute("PRAGMA quick_check").fetchall()
             if problems != [("ok",)]:
                 raise sqlite3.DatabaseError(f"integrity check: {problems[0][0]}")

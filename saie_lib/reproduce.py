@@ -2,9 +2,11 @@
 
 Runs every experiment notebook with papermill under one profile, keeps each executed notebook in its
 experiment's folder (results/runs/<profile>/<experiment>/), skips experiments whose runs have all finished,
-and lets the library resume unfinished runs from their checkpoints. Then runs notebooks/90_figures_tables,
-which builds the combined tables, figures and results/README.md from run dirs only. Every invocation appends
-what it did, and how long each notebook took, to results/runs/<profile>/reproduce_log.jsonl.
+and lets the library resume unfinished runs from their checkpoints (`--force` removes an experiment's runs first
+and computes them again). Then runs notebooks/90_figures_tables, which builds the combined tables, figures and
+README.md of the results root from run dirs only. Every invocation appends what it did, and how long each
+notebook took, to <results root>/runs/<profile>/reproduce_log.jsonl, and prints, one line each, what it computed
+or reused and whether its runs' samples are the same as the committed ones in results/.
 
 Two invocations on one results folder never write the same thing at once: an experiment (and the summary) is
 run holding its folder's lock (`run_lock`), so the second waits for what the first is running and then skips
@@ -32,16 +34,19 @@ from .experiments import (
     marker_seed_run_dirs,
     seed_run_dirs,
 )
+from .kernel_io import NotebookFailed
 from .notebook_runner import execute
-from .paths import remark_cache_file
+from .paths import committed_results_dir, remark_cache_file
 from .paths import results_root as resolve_results_root
 from .profiles import Profile, load_profile
 from .resources import allocator
+from .run_report import activity_line, build_report, comparison_line, finished_runs, remove_runs
 from .stages.challenge import challenge_run_dir
 from .stages.discuss import inference_run_dir
 from .write_errors import RunWriteError
 
 SUMMARY_NOTEBOOK = "90_figures_tables.ipynb"
+RECOMPUTE_HINT = "make reproduce PROFILE={profile} FORCE=1 (python -m saie_lib.reproduce --force)"
 
 
 def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
@@ -100,12 +105,14 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
             progress: bool) -> str:
     experiment = get_experiment(name)
     locations = {"data_dir": data_dir, "results_root": str(results_root)}
-    finished = experiment_finished(profile, name, **locations)
-    if finished and not force:
+    if force:
+        removed = remove_runs(experiment_dir(profile.name, name, results_root))
+        print(f"[reproduce] {profile.name}/{name}: --force removed {len(removed)} run(s) to compute them again",
+              file=sys.stderr)
+    if experiment_finished(profile, name, **locations):
         log(profile.name, results_root, {"experiment": name, "status": "skipped (all runs finished)"})
         return "skipped"
     output = experiment_dir(profile.name, name, results_root) / experiment.notebook
-    print(f"[reproduce] {profile.name}/{name}: notebooks/{experiment.notebook} -> {output}", file=sys.stderr)
     cached = remark_cache_entries()
     started = time.perf_counter()
     try:
@@ -114,16 +121,11 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
     except Exception:
         log(profile.name, results_root, {"experiment": name, "status": "failed",
                                          "seconds": round(time.perf_counter() - started, 1)})
-        print(f"[reproduce] {name} failed; the executed notebook with the error is {output}. Rerunning "
-              "resumes: finished runs are kept and the interrupted one continues from its checkpoint.",
-              file=sys.stderr)
         raise
-    # A forced re-execution of finished runs only re-reads them: its seconds are not the experiment's wall time.
-    status = "re-executed (all runs finished, reused)" if finished else "ran"
-    log(profile.name, results_root, {"experiment": name, "status": status,
+    log(profile.name, results_root, {"experiment": name, "status": "ran",
                                      "seconds": round(time.perf_counter() - started, 1),
                                      "remark_cache_entries_at_start": cached})
-    return "re-executed" if finished else "ran"
+    return "ran"
 
 
 def run_one_locked(profile: Profile, name: str, *, results_root: Path, **options: Any) -> str:
@@ -168,9 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results-root", default=None, help="default: env SAIE_RESULTS_DIR, else <repo>/results")
     parser.add_argument("--no-summary", action="store_true", help="skip notebooks/90_figures_tables")
     parser.add_argument("--force", action="store_true",
-                        help="execute the notebooks even when every run has finished (finished runs are still reused)")
+                        help="remove each experiment's runs first and compute them again")
     args = parser.parse_args(argv)
     names = args.experiments.split(",") if args.experiments else None
+    root, profile = resolve_results_root(args.results_root), load_profile(args.profile)
+    folders = [experiment_dir(profile.name, name, root) for name in names or profile.experiments or EXPERIMENTS]
+    before = {} if args.force else {d: t for folder in folders for d, t in finished_runs(folder).items()}
     if allocator() == "glibc":
         print("note: running on glibc's malloc; CPU training peaks at about twice its live memory. With tcmalloc "
               "installed (apt install libtcmalloc-minimal4, or conda's gperftools) `make reproduce` preloads it.",
@@ -181,8 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunWriteError as error:  # the message names the path, what to change, and that the run resumes
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except NotebookFailed as failure:
+        print(f"error: {failure}\nRerunning resumes: finished runs are kept and an interrupted one continues "
+              "from its last checkpoint.", file=sys.stderr)
+        return 1
     for name, status in statuses.items():
         print(f"{name}: {status}")
+    report = build_report(root, before, folders, reference=committed_results_dir())
+    print(activity_line(report, RECOMPUTE_HINT.format(profile=profile.name)))
+    compared = comparison_line(report)
+    if compared:
+        print(compared)
     return 0
 
 

@@ -11,15 +11,17 @@ Holm–Bonferroni adjusted over every test of the experiment, and every resolved
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from .artifacts import read_json, read_jsonl, run_file, setting_samples
 from .challenge import REMARK_KINDS, row_outcome
 from .experiments import marker_run_dirs
+from .palette import colour, legend_outside
 from .plotting import _pyplot, _save
 from .reporting import _display_path, mde_text, to_markdown, write_table
-from .stats import ALPHA, POWER, holm, mcnemar_exact
+from .stats import ALPHA, POWER, holm, mcnemar_exact, wilson_interval
 
 KIND = "robustness"  # experiment.json "kind" of this experiment
 FOCUS = "saie"  # the condition every other is tested against
@@ -142,24 +144,30 @@ def write_outputs(profile: str, marker: dict[str, Any], results_root: Any = None
 
 
 def plot(table: list[dict[str, Any]], name: str, results_root: Any, *, title: str) -> Path:
-    """Kept correct under the disagreeing and the agreeing remark, one bar per condition, per task."""
+    """Kept correct under the disagreeing and the agreeing remark, one bar per condition (coloured by name), per
+    task, each with its Wilson 95% interval; above each bar its n, the correct first answers the share is of."""
     plt = _pyplot()
     groups = list(dict.fromkeys((r["task"], r["remark"]) for r in table))
     conditions = list(dict.fromkeys(r["condition"] for r in table))
     width = 0.8 / max(len(conditions), 1)
-    fig, ax = plt.subplots(figsize=(2.0 + 1.8 * len(groups), 3.6))
+    fig_width = 2.0 + (0.5 + 0.25 * len(conditions)) * len(groups)
+    fig, ax = plt.subplots(figsize=(fig_width, 3.8))
     for c_index, condition in enumerate(conditions):
         for g_index, (task, kind) in enumerate(groups):
             row = next(r for r in table if (r["task"], r["remark"], r["condition"]) == (task, kind, condition))
             x = g_index + (c_index - (len(conditions) - 1) / 2) * width
-            ax.bar(x, row["kept_correct"] or 0.0, width, color=f"C{c_index}", label=condition if not g_index else None)
-            ax.text(x, (row["kept_correct"] or 0.0) + 0.02, f"{row['kept_of']}", ha="center", fontsize=6)
-    ax.set_xticks(range(len(groups)), [f"{t}\n{k}" for t, k in groups], fontsize=8)
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel("kept correct (share of first answers correct)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+            share, n = row["kept_correct"] or 0.0, row["kept_of"]
+            low, high = wilson_interval(round(share * n), n) if n else (0.0, 0.0)
+            ax.bar(x, share, width, yerr=[[share - low], [high - share]], capsize=2, error_kw={"elinewidth": 1},
+                   color=colour(condition, c_index), label=condition if not g_index else None)
+            ax.text(x, high + 0.02, str(n), ha="center", fontsize=6)
+    ax.set_xticks(range(len(groups)), [f"{t}\n{k}ing remark" for t, k in groups], fontsize=8)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("kept correct (share)")
+    ax.set_title(textwrap.fill(f"{title}: share of correct first answers still correct after the remark "
+                               "(95% CI; above each bar its n, the correct first answers)", int(fig_width * 11)),
+                 fontsize=9)
+    legend_outside(ax)
     return _save(fig, name, results_root)
 
 

@@ -279,9 +279,11 @@ def write_experiment_outputs(profile: str, experiment: str, results_root: str | 
         runs = marker_run_dirs(marker, marker["folder"])
         return {"table": md_path, "csv": csv_path,
                 "figure": plot_accuracy(rows, name, group="condition", results_root=results_root,
-                                        title=f"{marker['title']}: {len(rows)} conditions ({profile})"),
+                                        title=f"{profile}: {marker['title']}, {len(rows)} conditions"),
                 "training": plot_training({c: training_log(d) for c, d in runs.items() if c != "base"},
-                                          f"{name}_training", results_root=results_root)}
+                                          f"{name}_training", results_root=results_root,
+                                          title=f"{profile}: {marker['title']}, training"
+                                          + (" (first seed)" if len(marker.get("seeds") or {}) > 1 else ""))}
     rows = inference_condition_rows(marker)
     csv_path, md_path = write_table(rows, name, results_root, columns=INFERENCE_COLUMNS)
     return {"table": md_path, "csv": csv_path, "figure": plot_inference_conditions(
@@ -301,8 +303,9 @@ def write_combined(profile: str, results_root: str | Path | None = None) -> dict
     written: dict[str, Path] = {}
     if rows:
         written["conditions"] = write_table(rows, f"{profile}_conditions", results_root, CONDITION_COLUMNS)[1]
+        conditions = len({r["condition"] for r in rows})
         written["figure"] = plot_accuracy(rows, f"{profile}_conditions", group="condition", results_root=results_root,
-                                          title=f"Five conditions per task ({profile})")
+                                          title=f"{profile}: accuracy of {conditions} conditions per task")
     letters = letter_distributions(profile, results_root)
     if letters:
         written["letters"] = plot_letter_distribution(letters, f"{profile}_letters", results_root=results_root,

@@ -337,3 +337,13 @@ def test_missing_inference_adapter_is_refused_too(tmp_path):
     with pytest.raises(ValueError, match=r"1 are missing .*task-placebo-x"):
         check_adapters_present({"placebo": InferenceConfig(task="commonsense_qa", adapter=gone,
                                                            results_root=str(tmp_path))})
+
+
+def test_missing_adapters_name_the_notebook_to_run_first(tmp_path):
+    from saie_lib.config import InferenceConfig
+    from saie_lib.experiments import check_adapters_present
+
+    gone = str(tmp_path / "runs" / "colab-t4" / "commonsense" / "commonsense_qa-saie-x" / "adapter")
+    with pytest.raises(ValueError, match=r"run notebooks/11_commonsense_csqa.ipynb first.*RESULTS_ON_DRIVE"):
+        check_adapters_present({"saie": InferenceConfig(task="commonsense_qa", adapter=gone,
+                                                        results_root=str(tmp_path))})

@@ -92,3 +92,25 @@ def test_colab_install_into_a_runtime_with_another_torch_keeps_it(tmp_path):
     installed = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert {"unsloth", "transformers", "peft"} <= installed
     assert not installed & {"torch", "torchvision"}
+
+
+def test_install_is_once_per_commit_and_redone_after_a_failure(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(command, **kwargs):
+        if command[:2] == ["git", "-C"]:
+            return subprocess.CompletedProcess(command, 0, "abc123\n", "")
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 1 if len(calls) == 1 else 0)
+
+    monkeypatch.setattr(colab.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match="Run this cell again to retry"):
+        colab.install(tmp_path)
+    assert not (tmp_path / colab.INSTALLED_MARK).exists()
+    assert colab.install(tmp_path) is True and len(calls) == 2  # the failed install is redone
+    assert colab.install(tmp_path) is False and len(calls) == 2  # this commit is installed: skipped
+
+
+def test_a_cpu_runtime_is_told_how_to_go_on_from_the_setup_cell():
+    with pytest.raises(colab.NoGpuError, match="untick NEEDS_GPU in this cell.*profile = 'cpu-small'"):
+        colab.require_gpu({"cuda": False, "torch": "2.9.0+cu126", "torch_cuda_build": "12.6"})

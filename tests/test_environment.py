@@ -1,5 +1,6 @@
-"""One tested environment: constraints.txt pins it exactly, pyproject.toml states compatible ranges that admit
-those pins (so a Colab install keeps Colab's torch), and environment.yml repeats the pins."""
+"""One tested environment: constraints.txt pins the direct dependencies exactly, pyproject.toml states compatible
+ranges that admit those pins (so a Colab install keeps Colab's torch), requirements/cpu.lock resolves them with
+every transitive package for the CPU, and environment.yml and the Makefile both install that lock."""
 
 import importlib.metadata
 import re
@@ -40,11 +41,41 @@ def test_package_requirements_are_ranges_not_pins():
     assert base and all(not any(s.operator == "==" for s in r.specifier) for r in base)
 
 
-def test_environment_yml_repeats_the_pins():
+GPU_ONLY = {"unsloth", "unsloth-zoo", "trl"}  # the gpu / colab extras: Unsloth trains through trl
+
+
+def _lock():
+    return _pins(line.split("#")[0] for line in (REPO / "requirements" / "cpu.lock").read_text().splitlines())
+
+
+def test_environment_yml_and_the_makefile_install_the_lock():
     conda = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
-    gpu_only = {"unsloth", "unsloth-zoo"}
-    assert _pins(pip_section) == {k: v for k, v in _constraints().items() if k not in gpu_only}
+    assert "-r requirements/cpu.lock" in pip_section and not _pins(pip_section)  # the lock, no pins of its own
+    assert any("download.pytorch.org/whl/cpu" in line for line in pip_section)
+    makefile = (REPO / "Makefile").read_text()
+    assert "LOCK ?= requirements/cpu.lock" in makefile and "-r $(LOCK)" in makefile
+
+
+def test_the_lock_has_every_cpu_pin_and_torch_cpu_build():
+    """requirements/cpu.lock resolves pyproject + constraints.txt: the same versions, torch as its CPU build, and
+    nothing of the GPU extra."""
+    lock, pins = _lock(), _constraints()
+    assert lock["torch"] == f"{pins['torch']}+cpu"
+    assert {k: v for k, v in lock.items() if k in pins and k != "torch"} == {
+        k: v for k, v in pins.items() if k not in GPU_ONLY | {"torch"}}
+    assert not GPU_ONLY & set(lock)
+    assert not any(name.startswith("nvidia-") for name in lock)
+
+
+def test_unused_packages_are_not_required():
+    """trl is only Unsloth's (gpu extra); nothing in the library imports it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not any(Requirement(r).name == "trl" for r in project["dependencies"])
+    assert all(any(Requirement(r).name == "trl" for r in project["optional-dependencies"][extra])
+               for extra in ("gpu", "colab"))
+    sources = "".join(p.read_text() for p in (REPO / "saie_lib").rglob("*.py"))
+    assert not re.search(r"^\s*(import|from) trl\b", sources, re.M)
 
 
 def test_this_environment_is_the_pinned_one():

@@ -411,3 +411,19 @@ def test_the_run_metrics_record_a_repaired_cache_and_the_calls_it_cost(tmp_path)
     assert summary["calls_this_session"] == 3 and summary["cache_hits_this_session"] == 0
     assert summary["cache_moved_aside"] == cache.moved_aside.name and "/" not in summary["cache_moved_aside"]
     assert summary["remark_budget"] == 64 and summary["remarks_cut"] == 0
+
+
+def test_no_wal_journal_on_a_network_mount(tmp_path):
+    """SQLite's WAL needs shared memory on one host: on Google Drive (a FUSE mount on Colab) or NFS the cache
+    uses the rollback journal."""
+    from saie_lib.remark_cache import journal_mode, mount_type
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text("overlay / overlay rw 0 0\n"
+                      "drive /content/drive fuse.drive rw 0 0\n"
+                      "server:/export /mnt/nfs nfs4 rw 0 0\n")
+    assert mount_type(Path("/content/drive/MyDrive/saie/cache"), str(mounts)) == "fuse.drive"
+    assert journal_mode(Path("/content/drive/MyDrive/saie/cache/remarks.sqlite"), str(mounts)) == "DELETE"
+    assert journal_mode(Path("/mnt/nfs/remarks.sqlite"), str(mounts)) == "DELETE"
+    assert journal_mode(Path("/content/drivexyz/remarks.sqlite"), str(mounts)) == "WAL"
+    assert journal_mode(Path("/root/.cache/saie/remarks.sqlite"), str(tmp_path / "unreadable")) == "WAL"
