@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts
-from .conditions import ALL_CONDITIONS, TRAINED_CONDITIONS, condition_fields
+from .conditions import ALL_CONDITIONS, CONDITIONS, TRAINED_CONDITIONS, condition_fields  # noqa: F401 (CONDITIONS: re-exported)
 from .config import TrainConfig, eval_config_for
 from .experiment_registry import EXPERIMENTS, Experiment, get_experiment, training_experiment_for
 from .learner import prepare_backend

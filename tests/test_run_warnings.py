@@ -3,6 +3,7 @@ learner, finishes with a warning in its metrics, printed in the notebook's outpu
 
 import pytest
 
+from saie_lib import run_lock
 from saie_lib.artifacts import read_json, run_file, write_json
 from saie_lib.config import EvalConfig, load_config
 from saie_lib.run_warnings import degenerate_warnings
@@ -36,7 +37,8 @@ def test_write_metrics_records_and_prints_the_warning_and_a_reuse_prints_it_agai
     cfg = EvalConfig(results_root=str(tmp_path))
     out = tmp_path / "runs" / "baseline" / "gsm8k-run"
     assert open_run(out, cfg.identity(), cfg)
-    write_metrics(out, cfg, {"n": 2, "invalid_rate": 1.0, "accuracy": 0.0})
+    with run_lock.hold(out):  # a run is only ever finished by the process that holds its lock
+        write_metrics(out, cfg, {"n": 2, "invalid_rate": 1.0, "accuracy": 0.0})
     assert read_json(run_file(out, "metrics"))["warnings"][0].startswith("every answer was invalid")
     printed = capsys.readouterr().err
     assert printed.startswith("WARNING: run baseline/gsm8k-run: every answer was invalid") and printed.count("\n") == 1
@@ -48,7 +50,8 @@ def test_a_run_with_valid_answers_has_no_warnings_key(tmp_path, capsys):
     from saie_lib.stages import write_metrics
 
     cfg = EvalConfig(results_root=str(tmp_path))
-    write_metrics(tmp_path / "run", cfg, {"n": 2, "invalid_rate": 0.5})
+    with run_lock.hold(tmp_path / "run"):
+        write_metrics(tmp_path / "run", cfg, {"n": 2, "invalid_rate": 0.5})
     assert "warnings" not in read_json(run_file(tmp_path / "run", "metrics")) and capsys.readouterr().err == ""
 
 
