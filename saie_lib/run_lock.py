@@ -15,7 +15,6 @@ that find one stale lock never both take it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -30,6 +29,11 @@ from typing import Any, Iterator
 
 from .processes import boot_id, process_alive, process_start
 from .write_errors import naming_write_errors
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the lock file and the pid check still hold
+    fcntl = None
 
 LOCK_NAME = "writer.lock"
 BREAK_NAME = LOCK_NAME + ".break"
@@ -73,6 +77,8 @@ class Holder:
 
 
 def _probe_flock(fd: int) -> bool | None:
+    if fcntl is None:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

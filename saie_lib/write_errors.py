@@ -78,7 +78,7 @@ def diagnosed_errno(path: str | Path) -> int | None:
     folder = _existing_parent(Path(path))
     if folder is None:
         return None
-    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+    if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:
         return errno.EROFS
     if shutil.disk_usage(folder).free < NEARLY_FULL_BYTES:
         return errno.ENOSPC

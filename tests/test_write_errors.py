@@ -35,6 +35,7 @@ def test_a_results_root_under_a_file_is_named_before_any_model_loads(tmp_path, d
     assert str(evaluate.eval_run_dir(cfg)) in str(raised.value) and "'results_root'" in str(raised.value)
 
 
+@pytest.mark.slow  # imports the training stack
 def test_an_unwritable_remark_cache_is_named_before_training_starts(tmp_path, data_dir, monkeypatch):
     from saie_lib.stages import train
 
