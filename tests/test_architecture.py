@@ -7,7 +7,8 @@ from pathlib import Path
 from conftest import REPO
 
 PACKAGE = REPO / "saie_lib"
-MAX_MODULE_LINES = 300
+# A module's size is its statements, not its lines: docstrings and comments that say why never force a split.
+MAX_MODULE_STATEMENTS = 250
 MAX_FUNCTION_LINES = 50
 # Modules allowed to import a stage: the stages themselves and what orchestrates them.
 ABOVE_STAGES = {"saie_lib.stages", "saie_lib.experiments", "saie_lib.reproduce"}
@@ -78,10 +79,11 @@ def test_helpers_do_not_import_stages():
 def test_modules_and_functions_stay_small():
     too_long = []
     for path in PACKAGE.rglob("*.py"):
-        lines = path.read_text().splitlines()
-        if len(lines) > MAX_MODULE_LINES:
-            too_long.append(f"{path.relative_to(REPO)}: {len(lines)} lines")
-        for node in ast.walk(ast.parse("\n".join(lines))):
+        tree = ast.parse(path.read_text())
+        statements = sum(isinstance(node, ast.stmt) for node in ast.walk(tree))
+        if statements > MAX_MODULE_STATEMENTS:
+            too_long.append(f"{path.relative_to(REPO)}: {statements} statements")
+        for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
