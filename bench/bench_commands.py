@@ -103,9 +103,15 @@ def main() -> int:
               "model_cache_gb": {p.name: size_gb(p) for p in sorted(models.iterdir())
                                  if p.name.startswith("smollm2-135m-instruct")} if models.is_dir() else {},
               "note": "times include papermill and the kernel start; the load average shows what else ran"}
-    Path(args.out).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    print(json.dumps(record, indent=1, sort_keys=True))
+    text = portable(json.dumps(record, indent=1, sort_keys=True), scratch)
+    Path(args.out).write_text(text + "\n")
+    print(text)
     return 0
+
+
+def portable(text: str, scratch: str) -> str:
+    """The record without this machine's paths: the scratch folder and the checkout become placeholders."""
+    return text.replace(scratch, "<scratch>").replace(str(REPO), "<checkout>")
 
 
 if __name__ == "__main__":

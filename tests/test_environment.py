@@ -96,3 +96,25 @@ def test_ml_stack_pinned_within_unsloth_caps():
     assert tuple(map(int, pins["transformers"].split("."))) <= (5, 17, 99)
     assert tuple(map(int, pins["trl"].split("."))) <= (1, 15, 99)
     assert int(pins["datasets"].split(".")[0]) < 5
+
+
+def test_make_installs_into_an_active_conda_env_but_not_base(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("make"):
+        import pytest
+
+        pytest.skip("make is not installed")
+
+    def plan(**conda):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONDA") and k != "VENV"} | conda
+        return subprocess.run(["make", "-n", "install"], cwd=REPO, env=env, capture_output=True, text=True,
+                              check=True).stdout
+
+    prefix = str(tmp_path / "envs" / "saie")
+    assert f"{prefix}/bin/python -m pip install --quiet -r requirements/cpu.lock" in plan(
+        CONDA_PREFIX=prefix, CONDA_DEFAULT_ENV="saie")
+    assert ".venv/bin/python -m pip install --quiet -r requirements/cpu.lock" in plan(
+        CONDA_PREFIX=str(tmp_path), CONDA_DEFAULT_ENV="base")
