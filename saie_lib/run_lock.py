@@ -183,14 +183,14 @@ class RunLock:
 
 def _take_flock(fd: int) -> bool:
     """flock the new lock file; a reader probing it holds the flock for microseconds, so retry briefly."""
-    for _ in range(20):
-        free = _probe_flock(fd)
-        if free is None:
-            return False
-        if free:
+    for _ in range(20 if fcntl else 0):
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
-        time.sleep(0.05)
+        except BlockingIOError:
+            time.sleep(0.05)
+        except OSError:  # no flock on this file system
+            return False
     return False
 
 

@@ -1,13 +1,16 @@
 """What a run dir records, in a form two runs of the same config can be compared by: every file by name; JSON
 and JSONL without the fields that say how long something took or how much memory it used (and sets in a fixed
-order); env records (dates, load) by name only; checkpoints by name only; everything else byte for byte."""
+order, and the model cache's folder left out of an adapter's base model path); env records (dates, load) by
+name only; checkpoints by name only; everything else byte for byte."""
 
 import json
+import re
 from pathlib import Path
 
 TIMING_KEYS = ("seconds", "elapsed", "time", "timestamp", "wall")  # the machine's load changes these, not the seed
 MEASURED_KEYS = ("resources",)  # peak memory
 UNORDERED_KEYS = ("target_modules",)  # a set in peft's adapter_config.json: written in the process's hash order
+BUILT_MODEL = re.compile(r"[^\s\"']*/models/")  # an adapter names its base model by its path in the model cache
 
 
 def _steady(value):
@@ -22,6 +25,9 @@ def _steady(value):
 def _record(path: Path, relative: Path):
     if relative.name.startswith("env") and path.suffix == ".json" or relative.parts[0] == "checkpoints":
         return None
+    if relative.parts[0] == "adapter" and path.suffix in (".json", ".md"):
+        text = BUILT_MODEL.sub("<cache>/models/", path.read_text())
+        return _steady(json.loads(text)) if path.suffix == ".json" else text
     if path.suffix == ".json":
         return _steady(json.loads(path.read_text()))
     if path.suffix == ".jsonl":
