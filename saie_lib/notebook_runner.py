@@ -5,6 +5,7 @@ progress widgets, one line per progress bar) before it is kept beside the runs i
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .kernel_io import (
 from .notebook_log import LOG_ENV
 from .paths import repo_root
 from .portable import root_labels
+from .progress import PROGRESS_ENV
 from .record_audit import rewrite_file
 from .run_report import shown
 
@@ -57,7 +59,9 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], *, progress
         print(f"[run] notebooks/{notebook} -> {shown(output)} (library messages: {shown(log)})", file=sys.stderr)
     lines = LineKeeper()
     try:
-        with kernel_environment({LOG_ENV: str(log)}), ipc_kernels() as manager:
+        # text progress lines (a widget would stay frozen at 0% in the executed copy), library messages to `log`
+        batch_env = {LOG_ENV: str(log), PROGRESS_ENV: os.environ.get(PROGRESS_ENV) or "text"}
+        with kernel_environment(batch_env), ipc_kernels() as manager:
             papermill.execute_notebook(
                 str(notebook_path(notebook)), str(output), parameters=parameters,
                 cwd=str(notebook_path(notebook).parent), progress_bar=False, kernel_name="python3",
