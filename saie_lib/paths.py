@@ -35,8 +35,9 @@ def cache_dir() -> Path:
 
 
 def results_root(root: str | os.PathLike | None = None) -> Path:
-    """The results root a caller named, else the default one (env SAIE_RESULTS_DIR, else <repo>/results)."""
-    return Path(root) if root else results_dir()
+    """The results root a caller named, else the default one (env SAIE_RESULTS_DIR, else <repo>/results); made
+    absolute, so that a notebook kernel (which runs in notebooks/) writes where the caller meant."""
+    return Path(root).expanduser().absolute() if root else results_dir()
 
 
 def remark_cache_file() -> Path:
