@@ -339,7 +339,7 @@ class StubbornPartner:
 @pytest.mark.slow
 def test_stance_fidelity_is_recorded_and_retries_raise_it(train_cfg, monkeypatch):
     partner = StubbornPartner()
-    monkeypatch.setattr(trainer, "build_partner", lambda *a, **k: partner)
+    monkeypatch.setattr("saie_lib.training_partner.build_partner", lambda *a, **k: partner)
     first = trainer.train(train_cfg, progress=False)
     fidelity = read_json(run_file(first, "metrics"))["stance_fidelity"]
     rows = read_jsonl(run_file(first, "transcripts"))
