@@ -110,7 +110,7 @@ def test_make_installs_into_an_active_conda_env_but_not_base(tmp_path):
 
     def plan(**conda):
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONDA") and k != "VENV"} | conda
-        return subprocess.run(["make", "-n", "install"], cwd=REPO, env=env, capture_output=True, text=True,
+        return subprocess.run(["make", "-n", "-B", "install"], cwd=REPO, env=env, capture_output=True, text=True,
                               check=True).stdout
 
     prefix = str(tmp_path / "envs" / "saie")
