@@ -35,7 +35,7 @@ PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train",
                 "robustness", "conditions", "experiments")
 REQUIRED_CONDITIONS = ("base", "none", "saie")  # the paper's comparison, which every finding reads
 SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed", "backend",
-                         "load_in_4bit")
+                         "load_in_4bit", "generation")
 
 
 @dataclass(frozen=True)

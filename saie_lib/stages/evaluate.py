@@ -12,6 +12,7 @@ from .. import artifacts
 from ..artifacts import run_file
 from ..config import EvalConfig
 from ..data import load_task
+from ..engines import generation_record, open_engine
 from ..evaluation import evaluate
 from ..learner import load_as_learner, loads_as_learner
 from ..models import load_model
@@ -50,7 +51,10 @@ class LazyModel:
     def get(self):
         if self._bundle is None:
             c = self.cfg
-            if loads_as_learner(c):
+            if c.generation == "vllm":  # a vLLM server on the base model (saie_lib.engines)
+                engine = open_engine(c)
+                self._bundle = (engine, engine.tokenizer, engine.model_info)
+            elif loads_as_learner(c):
                 learner = load_as_learner(c)
                 self._bundle, self.adapters_off = (learner.model, learner.tokenizer, learner.info), \
                     learner.adapters_disabled
@@ -69,7 +73,8 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
         examples = load_examples(cfg)
         loaded = model or LazyModel(cfg)
         net, tokenizer, model_info = loaded.get()
-        record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]})
+        record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]},
+                       **generation_record(net))
     started = time.perf_counter()
     with loaded.adapters_off():
         metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size,
@@ -80,6 +85,7 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
         **metrics, "task": cfg.task, "split": resolved_split(cfg), "model": cfg.model,
         "model_source": model_info["source"], "prompt_version": run_prompt_version(cfg), "run_id": out.name,
         "seed": cfg.seed, "limit": cfg.limit, "eval_seconds": round(time.perf_counter() - started, 1),
+        **generation_record(net),
     })
     run_file(out, "samples_partial").unlink(missing_ok=True)
     return out
