@@ -22,6 +22,7 @@ without an answer are sent again; a remote server (`base_url`) that stops answer
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -183,7 +184,8 @@ def open_engine(cfg: Any, adapter: str | Path | None = None) -> VllmEngine:
     tokenizer = load_tokenizer(resolved.path, trust_remote_code=cfg.trust_remote_code)
     info = {"name": cfg.model, "source": resolved.source, "path": resolved.path, "device": "vllm server",
             "dtype": dtype, "dtype_requested": cfg.dtype, "adapter": str(adapter) if adapter else None}
-    spec = ServerSpec(resolved.path, served_name=cfg.model, dtype=dtype, extra_args=extra_args_from_env())
+    spec = ServerSpec(os.path.realpath(resolved.path), served_name=cfg.model, dtype=dtype,
+                      extra_args=extra_args_from_env())  # the real path: one shared server however it is reached
     if adapter is None:
         return VllmEngine(tokenizer, cfg.model, dtype, server=shared_server(spec), model_info=info)
     folder = merged_checkpoint(resolved.path, adapter)

@@ -88,6 +88,7 @@ def vllm_partner(model: str, *, base_url: str | None = None, device: str = "auto
     require_vllm()
     resolved = resolve_model(model)
     dtype = serving_dtype("auto", device)
-    spec = ServerSpec(resolved.path, served_name=model, dtype=dtype, extra_args=extra_args_from_env())
+    spec = ServerSpec(os.path.realpath(resolved.path), served_name=model, dtype=dtype,
+                      extra_args=extra_args_from_env())
     return VllmPartner(model, spec=spec, weights_id=f"{resolved.source}/{dtype}", **patience)
 
