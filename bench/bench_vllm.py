@@ -6,7 +6,9 @@ The same rendered prompts (the task's evaluation questions, as evaluation render
 change in the machine's load falls on both. New tokens are counted by re-tokenising each output (the same
 count for equal texts); the record keeps every output's agreement with HF's (share identical, first differing
 character). The server runs with the library's default arguments (torch.compile warm-up: minutes to start,
-recorded as `startup_seconds`, not counted in tokens/s). Writes results/bench/vllm-<model>-<dtype>.json/.png.
+recorded as `startup_seconds`, not counted in tokens/s); on 2 cores it computes on one thread (`auto` binding
+keeps a core for its front end), and the HF path gets the same (`--hf-threads 1`). Writes
+results/bench/vllm-<model>-<dtype>.json/.png.
 
     SAIE_DATA_DIR=../shared/data .venv-vllm/bin/python bench/bench_vllm.py   # ~15 min on 2 cores
 """
@@ -90,7 +92,13 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="8,32")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--hf-threads", type=int, default=1,
+                        help="torch threads of the HF path; 1 = the compute threads vLLM's CPU server uses on 2 cores "
+                             "(it keeps one core for its front end); on a shared machine 2 threads stall each other")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.hf_threads)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     examples = load_task(args.task, get_task(args.task).eval_split, limit=max(sizes), seed=0)
     model, tokenizer, _ = load_model(args.model, dtype=args.dtype, device="cpu")
@@ -112,7 +120,9 @@ def main() -> None:
     finally:
         stop_all()
     record = {"model": args.model, "dtype": args.dtype, "task": args.task, "batch_sizes": sizes,
-              "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "cases": cases,
+              "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "hf_threads": args.hf_threads,
+              "vllm_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
+              "cases": cases,
               "summary": summary(cases, sizes), "engine": engine_info,
               "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)], "cpu_count": os.cpu_count(),
               "env": artifacts.env_record()}
