@@ -9,6 +9,7 @@ loads). One shared base-model server serves the partner, the base-model evaluati
 import importlib.util
 import os
 import signal
+import threading
 
 import pytest
 
@@ -34,14 +35,13 @@ from saie_lib.vllm_server import ServerSpec, VllmServer, VllmServerError, stop_a
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 MODEL = "smollm2-135m-instruct"
 QUESTIONS = ["What is 12 times 7?", "Name three colours.", "Is the sun a star? Explain briefly.",
-             "Write a haiku about rain.", "What is the capital of France?", "How many legs does a spider have?"]
+             "What is the capital of France?"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def eager_servers():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SAIE_VLLM_ARGS", "--enforce-eager")
-        patch.setenv("OMP_NUM_THREADS", "2")
         yield
     stop_all()
     assert not [p for p in os.popen("ps -eo comm").read().split() if p == "VLLM::EngineCor"], "a server was left"
@@ -59,7 +59,7 @@ def conversations():
 def test_partner_through_a_server_the_library_starts_equals_the_hf_partner(hf, tmp_path):
     model, tokenizer, info = hf
     partner = CachedPartner(build_partner(f"vllm:{MODEL}", None), RemarkCache(tmp_path / "remarks.sqlite"))
-    sampling = Sampling(max_new_tokens=48)
+    sampling = Sampling(max_new_tokens=32)
     replies = partner.chat(conversations(), sampling)
     reference = LocalModelPartner.from_loaded(model, tokenizer, info).chat(conversations(), sampling)
     assert [r.text for r in replies] == [r.text for r in reference]
@@ -86,7 +86,7 @@ def test_inference_with_an_adapter_gives_the_hf_answers_and_records_the_merged_p
     _, tokenizer, _ = hf
     adapter = tmp_path / "run" / "adapter"
     random_adapter(adapter)
-    common = dict(task="commonsense_qa", settings=("individual",), limit=8, max_new_tokens=64, dtype="float32",
+    common = dict(task="commonsense_qa", settings=("individual",), limit=6, max_new_tokens=48, dtype="float32",
                   device="cpu", adapter=str(adapter), data_dir=str(data_dir))
     runs = {g: run_inference(InferenceConfig(generation=g, **common), progress=False) for g in ("hf", "vllm")}
     outputs = {g: [r["output"] for r in artifacts.read_jsonl(artifacts.setting_samples(run, "individual"))]
@@ -98,34 +98,39 @@ def test_inference_with_an_adapter_gives_the_hf_answers_and_records_the_merged_p
     assert env["generation"]["version"] and env["generation"]["dtype"] == "float32"
     assert "generation" not in artifacts.read_json(artifacts.run_file(runs["hf"], "metrics"))
     assert not any((cache_dir() / "vllm" / "merged").iterdir()), "the merged checkpoint was not removed"
-    examples = load_task("commonsense_qa", get_task("commonsense_qa").eval_split, data_dir=data_dir, limit=8, seed=0)
+    examples = load_task("commonsense_qa", get_task("commonsense_qa").eval_split, data_dir=data_dir, limit=6, seed=0)
     base = open_engine(EvalConfig(model=MODEL, dtype="float32", device="cpu", generation="vllm"))
     without = generate(base, tokenizer, render_chat(tokenizer, [build_messages(e) for e in examples]),
-                       Decoding(max_new_tokens=64))
+                       Decoding(max_new_tokens=48))
     assert without != outputs["vllm"]  # the adapter was served, not the base model
 
 
 def test_a_server_that_dies_mid_run_is_restarted_and_finished_prompts_are_not_redone(hf):
-    model, tokenizer, _ = hf
+    _, tokenizer, _ = hf
     engine = open_engine(EvalConfig(model=MODEL, dtype="float32", device="cpu", generation="vllm"))
     prompts = render_chat(tokenizer, conversations())
     decoding = Decoding(max_new_tokens=48)
-    sent: list[int] = []
     complete = engine._complete
+    sent: list[int] = []
+    answered: list[int] = []
+    lock = threading.Lock()
 
     def complete_then_kill(client, prompt, settings, index):
         sent.append(index)
         text = complete(client, prompt, settings, index)
-        if len(sent) == 1:  # the first answer is in: kill the server with the others in flight
-            os.killpg(engine.server.process.pid, signal.SIGKILL)
+        with lock:
+            if not answered:  # the first answer is in: kill the server with the others in flight
+                os.killpg(engine.server.process.pid, signal.SIGKILL)
+            answered.append(index)
         return text
 
     engine._complete = complete_then_kill
     texts = generate(engine, tokenizer, prompts, decoding)
-    assert engine.server.restarts >= 1
-    assert texts == generate(model, tokenizer, prompts, decoding, batch_size=8, progress=False)
-    answered_first = sent[0]
-    assert sent.count(answered_first) == 1  # the prompt answered before the death was not sent again
+    assert engine.server.restarts == 1
+    engine._complete = complete
+    assert texts == generate(engine, tokenizer, prompts, decoding)  # the same answers as without the death
+    assert sent.count(answered[0]) == 1  # the prompt answered before the death was not sent again
+    assert len(sent) > len(prompts)  # the others were
     pgid = engine.server.process.pid
     stop_all()
     with pytest.raises(ProcessLookupError):

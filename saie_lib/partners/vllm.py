@@ -60,8 +60,9 @@ class VllmPartner(OpenAIChatPartner):
         return [replies[i] for i in range(len(conversations))]
 
     def _ensure_server(self) -> None:
-        """Start (or restart) the library's server and point requests at it."""
-        if self.spec is not None and (self.server is None or not self.server.alive()):
+        """Start (or restart) the library's server and point requests at it (its port changes on a restart,
+        which an engine sharing the server may have made)."""
+        if self.spec is not None:
             self.server = shared_server(self.spec)
             self.base_url = self.server.base_url
 
