@@ -86,7 +86,7 @@ def test_inference_with_an_adapter_gives_the_hf_answers_and_records_the_merged_p
     _, tokenizer, _ = hf
     adapter = tmp_path / "run" / "adapter"
     random_adapter(adapter)
-    common = dict(task="commonsense_qa", settings=("individual",), limit=6, max_new_tokens=48, dtype="float32",
+    common = dict(task="commonsense_qa", settings=("individual",), limit=4, max_new_tokens=32, dtype="float32",
                   device="cpu", adapter=str(adapter), data_dir=str(data_dir))
     runs = {g: run_inference(InferenceConfig(generation=g, **common), progress=False) for g in ("hf", "vllm")}
     outputs = {g: [r["output"] for r in artifacts.read_jsonl(artifacts.setting_samples(run, "individual"))]
@@ -98,10 +98,10 @@ def test_inference_with_an_adapter_gives_the_hf_answers_and_records_the_merged_p
     assert env["generation"]["version"] and env["generation"]["dtype"] == "float32"
     assert "generation" not in artifacts.read_json(artifacts.run_file(runs["hf"], "metrics"))
     assert not any((cache_dir() / "vllm" / "merged").iterdir()), "the merged checkpoint was not removed"
-    examples = load_task("commonsense_qa", get_task("commonsense_qa").eval_split, data_dir=data_dir, limit=6, seed=0)
+    examples = load_task("commonsense_qa", get_task("commonsense_qa").eval_split, data_dir=data_dir, limit=4, seed=0)
     base = open_engine(EvalConfig(model=MODEL, dtype="float32", device="cpu", generation="vllm"))
     without = generate(base, tokenizer, render_chat(tokenizer, [build_messages(e) for e in examples]),
-                       Decoding(max_new_tokens=48))
+                       Decoding(max_new_tokens=32))
     assert without != outputs["vllm"]  # the adapter was served, not the base model
 
 
