@@ -201,6 +201,7 @@ class VllmServer:
             pass
         _signal_group(process.pid, signal.SIGKILL)  # the engine core too, if it outlived the API server
         process.wait()
+        _wait_group_gone(process.pid)
 
     def restart(self) -> None:
         self.stop()
@@ -218,6 +219,17 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Until no process of the group is left (killed children are reaped by init a moment later)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.2)
 
 
 def server_version(root_url: str) -> str | None:
