@@ -33,6 +33,9 @@ class ChallengeConfig(RunConfig):
     trust_remote_code: bool = False
     backend: str = "peft"  # as EvalConfig: "unsloth"/"auto" or load_in_4bit load the base as it was trained on
     load_in_4bit: bool = False
+    generation: str = "hf"  # as EvalConfig: hf or vllm (saie_lib.engines)
+
+    omitted_at = {"generation": "hf"}
 
     def identity(self) -> dict[str, Any]:
         """An adapter counts by the training run it came from, not by where that run sits on disk."""

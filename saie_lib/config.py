@@ -71,8 +71,9 @@ class EvalConfig(RunConfig):
     # trained conditions' learner is loaded (same quantisation and dtype), evaluated with its adapters off.
     backend: str = "peft"
     load_in_4bit: bool = False
+    generation: str = "hf"  # hf (transformers, the reference) or vllm (a vLLM server; saie_lib.engines)
 
-    omitted_at = {"backend": "peft", "load_in_4bit": False}
+    omitted_at = {"backend": "peft", "load_in_4bit": False, "generation": "hf"}
 
     def __post_init__(self) -> None:
         self._check_model_fields()
@@ -140,8 +141,10 @@ class TrainConfig(RunConfig):
     dtype: str = "auto"
     device: str = "auto"
     trust_remote_code: bool = False
+    generation: str = "hf"  # evaluation on hf or vllm (saie_lib.engines); the learner's turns stay on hf
 
-    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None, "remark_budget": None}
+    omitted_at = {"stance_retries": 0, "merged_generation": False, "micro_batch_tokens": None, "remark_budget": None,
+                  "generation": "hf"}
 
     def identity(self) -> dict[str, Any]:
         """`stance_retries` decides nothing where no partner remark is asked for (none, placebo) or the remarks
@@ -205,8 +208,9 @@ class InferenceConfig(RunConfig):
     trust_remote_code: bool = False
     backend: str = "peft"  # as EvalConfig: "unsloth"/"auto" or load_in_4bit load the base as it was trained on
     load_in_4bit: bool = False
+    generation: str = "hf"  # as EvalConfig; the partner of partner_discussion is served the same way
 
-    omitted_at = {"backend": "peft", "load_in_4bit": False}
+    omitted_at = {"backend": "peft", "load_in_4bit": False, "generation": "hf"}
 
     def identity(self) -> dict[str, Any]:
         """The adapter counts by the training run it came from, not by where that run sits on disk."""
@@ -233,11 +237,9 @@ class InferenceConfig(RunConfig):
 
 def eval_config_for(cfg: TrainConfig) -> EvalConfig:
     """The untrained model evaluated on exactly the examples and decoding a trained learner is evaluated on."""
-    return EvalConfig(study=cfg.study, task=cfg.task, model=cfg.model, model_source=cfg.model_source,
-                      limit=cfg.eval_limit, seed=cfg.seed, data_dir=cfg.data_dir, results_root=cfg.results_root,
-                      batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, dtype=cfg.dtype,
-                      device=cfg.device, trust_remote_code=cfg.trust_remote_code, backend=cfg.backend,
-                      load_in_4bit=cfg.load_in_4bit)
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig) if hasattr(cfg, f.name)}
+    return EvalConfig(**{**shared, "limit": cfg.eval_limit, "batch_size": cfg.eval_batch_size,
+                         "max_new_tokens": cfg.eval_max_new_tokens})  # every field both have (model, dtype, ...)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

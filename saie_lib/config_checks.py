@@ -27,6 +27,8 @@ UPPER_BOUNDS = {
 # Token fields that the model generating them (or, for max_seq_len, training on them) must hold in its context.
 CONTEXT_FIELDS = ("max_seq_len", "max_new_tokens", "learner_max_new_tokens", "partner_max_new_tokens",
                   "eval_max_new_tokens", "final_max_new_tokens")
+# Where generated tokens come from (saie_lib.engines): hf (transformers, the reference) or vllm (a vLLM server)
+GENERATIONS = ("hf", "vllm")
 # A study names a folder under results/runs/: one or more path parts of plain characters, never '.' or '..'.
 _STUDY_PART_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
@@ -70,7 +72,7 @@ def check_fits_context(cfg: Any, context: int | None, names: tuple[str, ...] = C
 
 def check_run_fields(cfg: Any) -> None:
     """seed range, a non-empty model, a study that stays inside the results root, a results root that is a folder,
-    sizes within their upper bounds."""
+    sizes within their upper bounds, a generation engine that can serve the model as configured."""
     check_upper_bounds(cfg)
     if not 0 <= cfg.seed <= MAX_SEED:
         raise ValueError(f"config field 'seed' = {cfg.seed}; expected an integer from 0 to {MAX_SEED}")
@@ -85,14 +87,17 @@ def check_run_fields(cfg: Any) -> None:
     if root is not None and Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
         raise ValueError(f"config field 'results_root' = {root!r} is a file; expected a folder (or None for the "
                          "default results/)")
+    check_generation(cfg)
 
 
 def check_partner(partner: str) -> None:
-    ok = (partner in ("self", "scripted") or (partner.startswith("api:") and len(partner) > 4)
-          or partner in MODEL_ALIASES or "/" in partner or Path(partner).expanduser().is_dir())
+    served = any(partner.startswith(p) and len(partner) > len(p) for p in ("api:", "vllm:"))
+    ok = (partner in ("self", "scripted") or served or partner in MODEL_ALIASES or "/" in partner
+          or Path(partner).expanduser().is_dir())
     if not ok:
-        raise ValueError(f"config field 'partner' = {partner!r}; expected 'self', 'scripted', 'api:<model>', a model "
-                         f"alias ({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
+        raise ValueError(f"config field 'partner' = {partner!r}; expected 'self', 'scripted', 'api:<model>', "
+                         "'vllm:<model>', a model alias "
+                         f"({', '.join(sorted(MODEL_ALIASES))}), a Hub id (owner/name) or a local directory")
 
 
 def check_positive(cfg: Any, *names: str) -> None:
@@ -125,3 +130,14 @@ def check_merged_generation(cfg: Any) -> None:
     if cfg.merged_generation and (cfg.backend == "unsloth" or cfg.dtype in ("bfloat16", "float16")):
         raise ValueError(f"config field 'merged_generation' = true needs the peft backend and a float32 model "
                          f"(backend {cfg.backend!r}, dtype {cfg.dtype!r})")
+
+
+def check_generation(cfg: Any) -> None:
+    """vllm serves the plain model in its dtype, LoRA merged into a float32 checkpoint: not Unsloth's 4-bit
+    model, nor the learner merged in place."""
+    check_choice(cfg, "generation", GENERATIONS)
+    if cfg.generation == "vllm" and (cfg.backend == "unsloth" or cfg.load_in_4bit
+                                     or getattr(cfg, "merged_generation", False)):
+        raise ValueError("config field 'generation' = 'vllm' serves the model with its adapter merged into a float32 "
+                         "checkpoint: it needs backend 'peft' or 'auto', load_in_4bit false and merged_generation "
+                         "false, or set generation to 'hf'")

@@ -38,7 +38,7 @@ PROFILE_KEYS = ("description", "expected_wall_time", "expected_memory", "train",
 REQUIRED_CONDITIONS = ("base", "none", "saie")  # the paper's comparison, which every finding reads
 MAX_SEEDS = 100  # each seed trains every condition again
 SHARED_WITH_INFERENCE = ("model", "model_source", "dtype", "device", "trust_remote_code", "seed", "backend",
-                         "load_in_4bit")
+                         "load_in_4bit", "generation")
 
 
 @dataclass(frozen=True)

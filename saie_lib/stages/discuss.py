@@ -16,13 +16,14 @@ from ..config import InferenceConfig
 from ..config_checks import check_fits_context
 from ..data import load_task
 from ..discussion_analysis import accuracy_by_round, as_strict, flips_by_round, robustness
-from ..generation import Decoding, generation_settings, model_context
+from ..engines import close_engine, generation_record, open_engine
+from ..generation import Decoding, generation_settings, is_engine, model_context
 from ..inference import Agent, individual, multi_agent, partner_discussion, self_consistency, self_discussion
 from ..learner import Learner, load_as_learner, loads_as_learner
 from ..models import load_model
 from ..parsing import RULES_VERSION
 from ..partners import Sampling
-from ..partners.local import AdapterOffPartner, LocalModelPartner
+from ..partners.local import AdapterOffPartner, EnginePartner, LocalModelPartner
 from ..progress import progress_bar
 from ..stats import reasoning_rouge
 from ..tasks import get_task
@@ -60,6 +61,9 @@ def load_discussant(cfg: InferenceConfig):
         raise ValueError(f"config field 'adapter' = {cfg.adapter!r}: no peft adapter there. Adapters are not "
                          "committed; train one with notebook 02 or `make reproduce` (remove a finished run dir "
                          "to re-create its adapter)")
+    if cfg.generation == "vllm":  # a vLLM server (saie_lib.engines), the adapter merged into its checkpoint
+        engine = open_engine(cfg, adapter=cfg.adapter)
+        return engine, engine.tokenizer, engine.model_info
     if loads_as_learner(cfg):
         learner = load_as_learner(cfg, adapter=cfg.adapter)
         return learner.model, learner.tokenizer, {**learner.info, "adapter": cfg.adapter}
@@ -106,6 +110,8 @@ def individual_answers(out: Path, examples: list) -> list[str] | None:
 
 def frozen_partner(model: Any, tokenizer: Any, cfg: InferenceConfig):
     """The partner of partner_discussion: the base model (adapters off, when the model has them)."""
+    if is_engine(model):
+        return EnginePartner(open_engine(cfg) if cfg.adapter else model, name=cfg.model)
     info = {"name": cfg.model, "source": cfg.model_source, "dtype": str(model.dtype).removeprefix("torch.")}
     if cfg.adapter:
         return AdapterOffPartner(Learner(model, tokenizer, info), batch_size=cfg.batch_size)
@@ -141,14 +147,19 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
                              seed=cfg.seed)
         model, tokenizer, info = load_discussant(cfg)
         check_fits_context(cfg, model_context(model))
-        record_session(out, cfg, model=info, resolved={"model_source": info["source"]})
+        record_session(out, cfg, model=info, resolved={"model_source": info["source"]}, **generation_record(model))
     started = time.perf_counter()
     metrics: dict[str, Any] = {}
-    for setting in progress_bar(cfg.settings, desc="settings", disable=not progress):
-        path = artifacts.setting_samples(out, setting)
-        if not path.exists():
-            write_jsonl(path, run_setting(setting, cfg, model, tokenizer, examples, individual_answers(out, examples)))
-        metrics[setting] = setting_metrics(read_jsonl(path), examples, cfg.seed)
+    try:
+        for setting in progress_bar(cfg.settings, desc="settings", disable=not progress):
+            path = artifacts.setting_samples(out, setting)
+            if not path.exists():
+                rows = run_setting(setting, cfg, model, tokenizer, examples, individual_answers(out, examples))
+                write_jsonl(path, rows)
+            metrics[setting] = setting_metrics(read_jsonl(path), examples, cfg.seed)
+        engine = generation_record(model)
+    finally:
+        close_engine(model)
     write_metrics(out, cfg, {
         "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
         "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": run_prompt_version(cfg),
@@ -156,6 +167,6 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
             "greedy": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens)),
             "sampled": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens, do_sample=True,
                                                     temperature=cfg.temperature))},
-        "seconds_this_session": round(time.perf_counter() - started, 1),
+        "seconds_this_session": round(time.perf_counter() - started, 1), **engine,
     })
     return out

@@ -13,6 +13,7 @@ from ..artifacts import run_file
 from ..config import EvalConfig
 from ..config_checks import check_fits_context
 from ..data import load_task
+from ..engines import generation_record, open_engine
 from ..evaluation import evaluate
 from ..generation import model_context
 from ..learner import load_as_learner, loads_as_learner
@@ -61,7 +62,10 @@ class LazyModel:
     def get(self):
         if self._bundle is None:
             c = self.cfg
-            if loads_as_learner(c):
+            if c.generation == "vllm":  # a vLLM server on the base model (saie_lib.engines)
+                engine = open_engine(c)
+                self._bundle = (engine, engine.tokenizer, engine.model_info)
+            elif loads_as_learner(c):
                 learner = load_as_learner(c)
                 self._bundle, self.adapters_off = (learner.model, learner.tokenizer, learner.info), \
                     learner.adapters_disabled
@@ -82,7 +86,8 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
         loaded = model or LazyModel(cfg)
         net, tokenizer, model_info = loaded.get()
         check_fits_context(cfg, model_context(net))
-        record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]})
+        record_session(out, cfg, model=model_info, resolved={"model_source": model_info["source"]},
+                       **generation_record(net))
     started = time.perf_counter()
     with loaded.adapters_off():
         metrics, rows = evaluate(net, tokenizer, examples, batch_size=cfg.batch_size,
@@ -93,6 +98,7 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
         **metrics, "task": cfg.task, "split": resolved_split(cfg), "model": cfg.model,
         "model_source": model_info["source"], "prompt_version": run_prompt_version(cfg), "run_id": out.name,
         "seed": cfg.seed, "limit": cfg.limit, "eval_seconds": round(time.perf_counter() - started, 1),
+        **generation_record(net),
     })
     run_file(out, "samples_partial").unlink(missing_ok=True)
     return out

@@ -6,7 +6,6 @@ seed -> data -> learner + partner -> warm-up -> discussion -> save adapter -> ev
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from ..config import TrainConfig
 from ..config_checks import check_fits_context
 from ..data import load_task
 from ..discussion import DiscussionState, advance, checked_remarks, draw_stances, transcript_rows
+from ..engines import generation_record, planned_generation, trained_learner_generator
 from ..evaluation import evaluate
 from ..generation import Decoding, model_context
 from ..learner import LoraSettings, load_learner, prepare_backend
@@ -247,10 +247,11 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
     examples = load_examples(s.cfg, get_task(s.cfg.task).eval_split, s.cfg.eval_limit)
     s.learner.for_inference()
     eval_started = time.perf_counter()
-    with s.learner.lora_merged() if s.cfg.merged_generation else contextlib.nullcontext():
-        metrics, rows = evaluate(s.learner.model, s.learner.tokenizer, examples, batch_size=s.cfg.eval_batch_size,
+    with trained_learner_generator(s.cfg, s.learner, run_file(s.out, "adapter")) as model:
+        metrics, rows = evaluate(model, s.learner.tokenizer, examples, batch_size=s.cfg.eval_batch_size,
                                  max_new_tokens=s.cfg.eval_max_new_tokens, progress=progress,
                                  sample_log=run_file(s.out, "samples_partial"))
+        metrics.update(generation_record(model))
     write_jsonl(run_file(s.out, "samples"), rows)
     write_metrics(s.out, s.cfg, {
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
@@ -285,7 +286,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> Path:
     with starting(out):
         s = open_session(cfg, out)
         record_session(out, cfg, model=s.learner.info, partner=s.partner.model_id,
-                       resolved={"model_source": s.learner.info["source"], "partner": s.partner.model_id})
+                       resolved={"model_source": s.learner.info["source"], "partner": s.partner.model_id},
+                       **planned_generation(cfg))
     run_schedule(s, resume(s), progress=progress)
     finish(s, started, progress=progress)
     return out
