@@ -1,4 +1,5 @@
-"""Stage: the four inference settings for one model (base or adapter) on the same examples, into a run dir.
+"""Stage: the five inference settings (conditions.INFERENCE_SETTINGS) for one model (base or adapter) on the
+same examples, into a run dir.
 
 seed -> data -> model -> individual / self-discussion / multi-agent / self-consistency -> analyses. Each
 finished setting is saved on its own, so an interrupted run redoes only the settings it had not finished.
