@@ -117,7 +117,8 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
     locations = {"data_dir": data_dir, "results_root": str(results_root)}
     if force:
         forget_runs(profile, name, results_root)
-    if not render and experiment_finished(profile, name, **locations):
+    finished = experiment_finished(profile, name, **locations)
+    if finished and not render:
         log(profile.name, results_root, {"experiment": name, "status": "skipped (all runs finished)"})
         return "skipped"
     output = experiment_dir(profile.name, name, results_root) / experiment.notebook
@@ -130,10 +131,12 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
         log(profile.name, results_root, {"experiment": name, "status": "failed",
                                          "seconds": round(time.perf_counter() - started, 1)})
         raise
-    log(profile.name, results_root, {"experiment": name, "status": "ran",
+    # A re-execution of finished runs only re-reads them: its seconds are not the experiment's wall time.
+    log(profile.name, results_root, {"experiment": name,
+                                     "status": "re-executed (all runs finished, reused)" if finished else "ran",
                                      "seconds": round(time.perf_counter() - started, 1),
                                      "remark_cache_entries_at_start": cached})
-    return "ran"
+    return "re-executed" if finished else "ran"
 
 
 def run_one_locked(profile: Profile, name: str, *, results_root: Path, **options: Any) -> str:
