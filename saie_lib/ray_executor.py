@@ -16,12 +16,13 @@ environment. Each run writes its output to runs/<profile>/ray-logs/<run>.log und
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
 import traceback
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -34,7 +35,8 @@ ATTEMPT_HEADER = "== attempt on "
 LOGS_FOLDER = "ray-logs"
 OBJECT_STORE_BYTES = 200 * 2**20  # runs hand each other only small results (run dir names)
 # A loaded machine can take longer than Ray's default 30 s to start the node's agent processes.
-SLOW_START_SETTINGS = {"RAY_agent_register_timeout_ms": "120000"}
+START_ATTEMPTS = 3
+SLOW_START_SETTINGS = {"RAY_agent_register_timeout_ms": "120000", "RAY_raylet_start_wait_time_s": "120"}
 
 
 class SharedFilesystemError(RuntimeError):
@@ -76,14 +78,44 @@ def ray_cluster(address: str | None = None, *, workers: int | None = None) -> It
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        for name, value in SLOW_START_SETTINGS.items():
-            os.environ.setdefault(name, value)
-        ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                 log_to_driver=False)
+        start_local_ray(workers)
     try:
         yield not address
     finally:
         ray.shutdown()
+
+
+def start_local_ray(workers: int | None) -> None:
+    """ray.init on this machine. Its raylet gives its agent process 15 s to come up and aborts otherwise, which
+    a heavily loaded machine can miss: the start is tried START_ATTEMPTS times, the processes of a failed
+    attempt (this process's new children) ended first."""
+    ray = import_ray()
+    for name, value in SLOW_START_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        before = child_processes()
+        try:
+            ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+                     log_to_driver=False)
+            return
+        except Exception as error:  # Ray raises a bare Exception when its node does not start in time
+            if "timed out during startup" not in str(error) or attempt == START_ATTEMPTS:
+                raise
+        for pid in child_processes() - before:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        print(f"[ray] the local Ray node did not start in time (a loaded machine?); attempt {attempt + 1} of "
+              f"{START_ATTEMPTS}", file=sys.stderr, flush=True)
+
+
+def child_processes() -> set[int]:
+    """The process ids whose parent is this process (Linux /proc; empty elsewhere)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                children.add(int(stat.parent.name))
+    return children
 
 
 def forwarded_environment() -> dict[str, str]:
