@@ -8,7 +8,8 @@ what is missing. Without RAY_ADDRESS (or `address`) a Ray instance is started on
 the end; with it, the runs go to that cluster.
 
 Every worker must see the results root (and the data folder) at the same path, and import the same code: that
-is checked on every node before anything runs. SAIE_* variables of this process (results root, cache, remark
+is checked on every node before anything runs. The partner remark cache is opened by one process on this machine
+and served to the runs (`saie_lib.remark_cache_server`). SAIE_* variables of this process (results root, cache, remark
 cache, progress) are handed to the runs; secrets are not: an API partner's key must be in the workers' own
 environment. Each run writes its output to runs/<profile>/ray-logs/<run>.log under the results root.
 """
@@ -132,19 +133,11 @@ def code_identity() -> dict[str, Any]:
 
 def probe_node(probe: str, token: str, data_dir: str | None, code: dict[str, Any]) -> list[str]:
     """On one node: the problems with what the runs share (runs as a Ray task pinned to that node)."""
-    from .paths import remark_cache_file
-
     problems = []
     path = Path(probe)
     if not path.is_file() or path.read_text() != token:
         problems.append(f"cannot read {path.parent}: the results root is not on a filesystem this node sees")
-    for folder in (path.parent, remark_cache_file().parent):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f".write-check-{token}-{os.getpid()}").touch()
-            (folder / f".write-check-{token}-{os.getpid()}").unlink()
-        except OSError as error:
-            problems.append(f"cannot write {folder}: {error.strerror}")
+    problems += unwritable(path.parent, token)
     if data_dir and not Path(data_dir).is_dir():
         problems.append(f"cannot see the data folder {data_dir}")
     mine = code_identity()
@@ -154,13 +147,31 @@ def probe_node(probe: str, token: str, data_dir: str | None, code: dict[str, Any
     return problems
 
 
+def unwritable(folder: Path, token: str) -> list[str]:
+    """[] when a file can be created in `folder` (made if missing), else the problem."""
+    check = folder / f".write-check-{token}-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        check.touch()
+        check.unlink()
+    except OSError as error:
+        return [f"cannot write {folder}: {error.strerror}"]
+    return []
+
+
 def check_shared_filesystem(results_root: Path, data_dir: str | None = None) -> None:
     """Before any run: every alive node reads a file written here under the results root, writes the results
-    root and the remark cache's folder, sees `data_dir`, and runs the same code; else SharedFilesystemError."""
+    root, sees `data_dir` and runs the same code, and this machine (where the remark cache is served) writes the
+    remark cache's folder; else SharedFilesystemError."""
     ray = import_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from .paths import remark_cache_file
+
     token = uuid.uuid4().hex
+    local = unwritable(remark_cache_file().parent, token)
+    if local:
+        raise SharedFilesystemError(f"the remark cache is served from this machine, which {local[0]}")
     probe = results_root / f".ray-probe-{token}"
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text(token)
@@ -329,7 +340,11 @@ def run_graph(nodes: Sequence[RunNode], profile_path: str | Path, *, logs_dir: P
               say: Callable[[str], None] | None = None, **locations: Any) -> GraphOutcome:
     """Run `nodes` on the connected cluster in dependency order; one line per run started, finished or failed."""
     ray = import_ray()
-    env = forwarded_environment()
+    from .remark_cache import SERVED_ENV
+    from .remark_cache_server import start_server
+
+    start_server()
+    env = {**forwarded_environment(), SERVED_ENV: "1"}
     say = say or (lambda line: print(f"[ray] {line}", file=sys.stderr, flush=True))
     logs = lambda node: logs_dir / log_name(node)
     task = ray.remote(execute_logged)

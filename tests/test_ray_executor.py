@@ -232,7 +232,10 @@ def test_a_worker_killed_mid_training_is_retried_and_gives_the_same_records(clus
 
 
 def hammer(path: str, worker: str, ready: str, go: str, rounds: int) -> dict:
-    """One worker: CachedPartner over the shared cache file, asking overlapping prompts as fast as it can."""
+    """One worker: CachedPartner over the shared cache (the file itself, or as served to a Ray dispatch's runs),
+    asking overlapping prompts as fast as it can."""
+    from saie_lib.remark_cache import open_remark_cache
+
     class Answering:
         model_id = "fake:hammer"
         asked = 0
@@ -245,7 +248,7 @@ def hammer(path: str, worker: str, ready: str, go: str, rounds: int) -> dict:
     while not Path(go).exists():
         time.sleep(0.01)
     used = {}
-    with RemarkCache(path) as cache:
+    with open_remark_cache(path) as cache:
         partner = CachedPartner(Answering(), cache)
         for step in range(rounds):
             conversations = [[{"role": "user", "content": f"prompt {(step * 7 + i) % 60}"}] for i in range(8)]
@@ -256,13 +259,19 @@ def hammer(path: str, worker: str, ready: str, go: str, rounds: int) -> dict:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_two_workers_hammering_the_remark_cache_leave_every_entry_valid(cluster, tmp_path):
+@pytest.mark.parametrize("served", [False, True], ids=["sqlite-file", "served"])
+def test_two_workers_hammering_the_remark_cache_leave_every_entry_valid(cluster, tmp_path, served):
     import ray
     from ray import cloudpickle
 
+    from saie_lib.remark_cache import SERVED_ENV
+    from saie_lib.remark_cache_server import start_server
+
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     path = tmp_path / "remarks.sqlite"
-    task = ray.remote(hammer).options(num_cpus=1)
+    if served:
+        start_server()
+    task = ray.remote(hammer).options(num_cpus=1, runtime_env={"env_vars": {SERVED_ENV: "1"} if served else {}})
     refs = [task.remote(str(path), w, str(tmp_path / f"ready-{w}"), str(tmp_path / "go"), 150) for w in ("A", "B")]
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready-{w}").exists() for w in "AB") and time.monotonic() < deadline:
