@@ -37,7 +37,7 @@ LOGS_FOLDER = "ray-logs"
 OBJECT_STORE_BYTES = 200 * 2**20  # runs hand each other only small results (run dir names)
 # A loaded machine can take longer than Ray's default 30 s to start the node's agent processes.
 START_ATTEMPTS = 3
-SLOW_START_SETTINGS = {"RAY_agent_register_timeout_ms": "120000", "RAY_raylet_start_wait_time_s": "120"}
+SLOW_START_SETTINGS = {"RAY_agent_register_timeout_ms": "120000"}
 
 
 class SharedFilesystemError(RuntimeError):
