@@ -265,19 +265,6 @@ def _add_checksums(db: sqlite3.Connection) -> None:
         db.executemany("UPDATE remarks SET checksum = ? WHERE key = ?", [(entry_checksum(*r), r[0]) for r in rows])
 
 
-SERVED_ENV = "SAIE_REMARK_CACHE_SERVED"  # set by `--executor ray` for its runs (saie_lib.remark_cache_server)
-
-
-def open_remark_cache(path: str | Path):
-    """The cache a run uses: the SQLite file at `path`; inside a Ray dispatch, that file as served by the one
-    process that opens it (runs on several machines must not write one SQLite file themselves)."""
-    if os.environ.get(SERVED_ENV):
-        from .remark_cache_server import ServedRemarkCache
-
-        return ServedRemarkCache(path)
-    return RemarkCache(path)
-
-
 class CachedPartner:
     """A Partner that answers from the cache and asks the wrapped partner only for the misses.
 

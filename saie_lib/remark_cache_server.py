@@ -13,14 +13,23 @@ and the run cuts a whole remark to its budget itself.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .partners import Reply, unusable_reason
+from .remark_cache import RemarkCache
 
 ACTOR_NAME = "saie-remark-cache"
 NAMESPACE = "saie"
+SERVED_ENV = "SAIE_REMARK_CACHE_SERVED"  # set by `--executor ray` for its runs
+
+
+def open_remark_cache(path: str | Path) -> "RemarkCache | ServedRemarkCache":
+    """The cache a run uses: the SQLite file at `path`; inside a Ray dispatch, that file as served by the one
+    process that opens it (runs on several machines must not write one SQLite file themselves)."""
+    return ServedRemarkCache(path) if os.environ.get(SERVED_ENV) else RemarkCache(path)
 
 
 @dataclass(frozen=True)
@@ -43,9 +52,7 @@ class RemarkCacheServer:
     def __init__(self) -> None:
         self.caches: dict[str, Any] = {}
 
-    def _cache(self, path: str):
-        from .remark_cache import RemarkCache
-
+    def _cache(self, path: str) -> RemarkCache:
         if path not in self.caches:
             self.caches[path] = RemarkCache(path)
         return self.caches[path]

@@ -110,15 +110,15 @@ def forget_runs(profile: Profile, name: str, results_root: Path) -> None:
 
 
 def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: Path, force: bool,
-            progress: bool, render: bool = False) -> str:
-    """The experiment's notebook, unless its runs have all finished. `render`: execute it all the same (it reuses
-    the finished runs; after a Ray dispatch ran them, the notebook renders them)."""
+            progress: bool, execute_finished: bool = False) -> str:
+    """The experiment's notebook, unless its runs have all finished. `execute_finished`: execute it all the same
+    (it reuses the finished runs; after a Ray dispatch ran them, the notebook renders them)."""
     experiment = get_experiment(name)
     locations = {"data_dir": data_dir, "results_root": str(results_root)}
     if force:
         forget_runs(profile, name, results_root)
     finished = experiment_finished(profile, name, **locations)
-    if finished and not render:
+    if finished and not execute_finished:
         log(profile.name, results_root, {"experiment": name, "status": "skipped (all runs finished)"})
         return "skipped"
     output = experiment_dir(profile.name, name, results_root) / experiment.notebook
@@ -173,8 +173,8 @@ def reproduce(profile_name: str, experiments: Sequence[str] | None = None, *, da
         for name in names if force else []:
             with run_lock.hold(experiment_dir(profile.name, name, root), what="experiment"):
                 forget_runs(profile, name, root)
-        statuses = reproduce_on_ray(profile, names, data_dir=data_dir, results_root=root, progress=progress,
-                                    options=ray or {})
+        statuses = reproduce_on_ray(profile, names, render=run_one_locked, log=log, data_dir=data_dir,
+                                    results_root=root, progress=progress, options=ray or {})
     else:
         statuses = {name: run_one_locked(profile, name, data_dir=data_dir, results_root=root, force=force,
                                          progress=progress) for name in names}

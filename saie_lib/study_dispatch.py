@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .profiles import Profile
-from .ray_executor import LOGS_FOLDER, GraphOutcome, check_shared_filesystem, ray_cluster, run_graph
+from .ray_cluster import check_shared_filesystem, ray_cluster
+from .ray_executor import LOGS_FOLDER, GraphOutcome, run_graph
 from .run_graph import RunNode, study_graph, write_finished_markers
 
 STATED_RAM = re.compile(r"(\d+(?:\.\d+)?)\s*GB RAM")
@@ -38,9 +40,11 @@ def logs_dir(profile: Profile, results_root: Path) -> Path:
 
 
 def dispatch_study(profile: Profile, experiments: Sequence[str], *, data_dir: str | None, results_root: Path,
-                   address: str | None = None, workers: int | None = None, cpus_per_run: float = 1,
-                   memory_gb: float | None = None, max_retries: int = 3, progress: bool = True) -> StudyDispatch:
-    """Every run of `experiments` on the cluster; markers for the complete experiments; log rows."""
+                   log: Callable[[str, Path, dict[str, Any]], None], address: str | None = None,
+                   workers: int | None = None, cpus_per_run: float = 1, memory_gb: float | None = None,
+                   max_retries: int = 3, progress: bool = True) -> StudyDispatch:
+    """Every run of `experiments` on the cluster; markers for the complete experiments; one `log` row per
+    experiment (reproduce.log: reproduce_log.jsonl)."""
     locations: dict[str, Any] = {"data_dir": data_dir, "results_root": str(results_root)}
     with ray_cluster(address, workers=workers):
         check_shared_filesystem(results_root, data_dir)
@@ -57,26 +61,26 @@ def dispatch_study(profile: Profile, experiments: Sequence[str], *, data_dir: st
             dispatch.ran.add(node.experiment)
     complete = [name for name in dict.fromkeys(n.experiment for n in nodes) if name not in dispatch.incomplete]
     write_finished_markers(profile, complete, **locations)
-    log_rows(profile, results_root, dispatch, workers)
+    for row in log_rows(dispatch, workers):
+        log(profile.name, results_root, row)
     return dispatch
 
 
-def log_rows(profile: Profile, results_root: Path, dispatch: StudyDispatch, workers: int | None) -> None:
+def log_rows(dispatch: StudyDispatch, workers: int | None) -> list[dict[str, Any]]:
     """One reproduce_log.jsonl row per experiment with runs executed or missing: its runs' seconds (they
     overlap with other experiments', so they are not its wall time) and the whole dispatch's wall seconds."""
-    from .reproduce import log
-
-    outcome = dispatch.outcome
+    outcome, rows = dispatch.outcome, []
     for name in dict.fromkeys(n.experiment for n in dispatch.nodes):
         labels = [n.label for n in dispatch.nodes if n.experiment == name]
         if name not in dispatch.ran and name not in dispatch.incomplete:
             continue
-        log(profile.name, results_root, {
+        rows.append({
             "experiment": name, "status": "incomplete on ray" if name in dispatch.incomplete else "ran on ray",
             "executor": "ray", "workers": workers, "runs": len(labels),
             "reused": sum(label in outcome.reused for label in labels),
             "run_seconds": round(sum(outcome.seconds.get(label, 0.0) for label in labels), 1),
             "dispatch_wall_seconds": outcome.wall_seconds, "missing": dispatch.incomplete.get(name, [])})
+    return rows
 
 
 def missing_report(dispatch: StudyDispatch) -> list[str]:
@@ -87,25 +91,22 @@ def missing_report(dispatch: StudyDispatch) -> list[str]:
     return lines
 
 
-def reproduce_on_ray(profile: Profile, names: list[str], *, data_dir: str | None, results_root: Path,
+def reproduce_on_ray(profile: Profile, names: list[str], *, render: Callable[..., str],
+                     log: Callable[[str, Path, dict[str, Any]], None], data_dir: str | None, results_root: Path,
                      progress: bool, options: dict[str, Any]) -> dict[str, str]:
-    """The runs on Ray, then the notebooks of the experiments whose runs all finished (executed even though
-    finished where this dispatch ran some, so that they render the new runs; `--force` removed the runs before
-    the dispatch). An incomplete experiment's notebook is not run: it would train the missing runs here, one
-    after another."""
-    import sys
-
-    from .reproduce import run_one_locked
-
-    dispatch = dispatch_study(profile, names, data_dir=data_dir, results_root=results_root, progress=progress,
-                              **options)
+    """The runs on Ray, then `render` (reproduce.run_one_locked: a notebook) for each experiment whose runs all
+    finished, executed even though they finished where this dispatch ran some, so that it renders the new runs
+    (`--force` removed the runs before the dispatch). An incomplete experiment's notebook is not run: it would
+    train the missing runs here, one after another."""
+    dispatch = dispatch_study(profile, names, data_dir=data_dir, results_root=results_root, log=log,
+                              progress=progress, **options)
     statuses = {}
     for name in names:
         if name in dispatch.incomplete:
             statuses[name] = "incomplete"
             continue
-        status = run_one_locked(profile, name, data_dir=data_dir, results_root=results_root, force=False,
-                                render=name in dispatch.ran, progress=progress)
+        status = render(profile, name, data_dir=data_dir, results_root=results_root, force=False,
+                        execute_finished=name in dispatch.ran, progress=progress)
         statuses[name] = "ran on ray" if name in dispatch.ran else status
     for line in missing_report(dispatch):
         print(f"[reproduce] missing from the summary: {line}", file=sys.stderr)

@@ -115,7 +115,7 @@ def test_the_first_usable_reply_stored_under_a_key_is_the_one_everybody_uses(tmp
 
 @pytest.fixture(scope="module")
 def cluster():
-    from saie_lib.ray_executor import ray_cluster
+    from saie_lib.ray_cluster import ray_cluster
 
     with ray_cluster(workers=2):
         yield
@@ -234,7 +234,7 @@ def test_a_worker_killed_mid_training_is_retried_and_gives_the_same_records(clus
 def hammer(path: str, worker: str, ready: str, go: str, rounds: int) -> dict:
     """One worker: CachedPartner over the shared cache (the file itself, or as served to a Ray dispatch's runs),
     asking overlapping prompts as fast as it can."""
-    from saie_lib.remark_cache import open_remark_cache
+    from saie_lib.remark_cache_server import open_remark_cache
 
     class Answering:
         model_id = "fake:hammer"
@@ -264,8 +264,7 @@ def test_two_workers_hammering_the_remark_cache_leave_every_entry_valid(cluster,
     import ray
     from ray import cloudpickle
 
-    from saie_lib.remark_cache import SERVED_ENV
-    from saie_lib.remark_cache_server import start_server
+    from saie_lib.remark_cache_server import SERVED_ENV, start_server
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     path = tmp_path / "remarks.sqlite"
@@ -295,6 +294,7 @@ def test_two_workers_hammering_the_remark_cache_leave_every_entry_valid(cluster,
 @pytest.mark.slow
 def test_a_run_that_cannot_succeed_fails_once_and_the_rest_goes_on(cluster, data_dir, tmp_path):
     from saie_lib.ray_executor import attempts
+    from saie_lib.reproduce import log
     from saie_lib.study_dispatch import dispatch_study, logs_dir, missing_report
 
     partial = tmp_path / "data"  # no gsm8k: the math runs cannot load their data
@@ -307,7 +307,7 @@ def test_a_run_that_cannot_succeed_fails_once_and_the_rest_goes_on(cluster, data
     profile = load_profile(tmp_path / "tiny-three.yaml")
     root = tmp_path / "results"
     dispatch = dispatch_study(profile, ["math", "commonsense", "multiagent", "robustness"], data_dir=str(partial),
-                              results_root=root, progress=False)
+                              results_root=root, log=log, progress=False)
     outcome = dispatch.outcome
     assert set(outcome.failed) == {"math/seed0/base", "math/seed0/none", "math/seed0/saie"}
     assert all("DataUnavailableError" in why and "gsm8k" in why for why in outcome.failed.values())
@@ -317,6 +317,11 @@ def test_a_run_that_cannot_succeed_fails_once_and_the_rest_goes_on(cluster, data
     assert dispatch.incomplete.keys() == {"math", "robustness"}
     markers = {p.parent.name for p in (root / "runs" / profile.name).glob("*/experiment.json")}
     assert markers == {"commonsense", "multiagent"}
+    log_file = root / "runs" / profile.name / "reproduce_log.jsonl"
+    rows = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert {row["experiment"]: row["status"] for row in rows} == {
+        "math": "incomplete on ray", "commonsense": "ran on ray", "multiagent": "ran on ray",
+        "robustness": "incomplete on ray"}
     report = missing_report(dispatch)
     assert len(report) == 6 and any(line.startswith("robustness/saie: not run (needs math/seed0") for line in report)
 
@@ -324,7 +329,7 @@ def test_a_run_that_cannot_succeed_fails_once_and_the_rest_goes_on(cluster, data
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_worker_that_cannot_write_what_runs_share_stops_the_dispatch_first(cluster, tmp_path, monkeypatch):
-    from saie_lib.ray_executor import SharedFilesystemError, check_shared_filesystem
+    from saie_lib.ray_cluster import SharedFilesystemError, check_shared_filesystem
 
     check_shared_filesystem(tmp_path / "results")  # every worker sees it
     monkeypatch.setenv("SAIE_REMARK_CACHE", "/proc/saie-not-writable/remarks.sqlite")

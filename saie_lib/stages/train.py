@@ -27,7 +27,7 @@ from ..learner import LoraSettings, load_learner, prepare_backend
 from ..partners import Sampling
 from ..paths import remark_cache_file
 from ..progress import progress_bar
-from ..remark_cache import open_remark_cache
+from ..remark_cache_server import open_remark_cache
 from ..stance import CHECKER_VERSION, fidelity, learner_turns
 from ..tasks import get_task
 from ..training import (
@@ -79,7 +79,6 @@ class Session:
 
 def load_examples(cfg: TrainConfig, split: str, limit: int | None):
     return load_task(cfg.task, split, data_dir=cfg.data_dir, limit=limit, seed=cfg.seed)
-
 
 
 def open_session(cfg: TrainConfig, out: Path) -> Session:
