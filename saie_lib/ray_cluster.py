@@ -56,9 +56,8 @@ def ray_cluster(address: str | None = None, *, workers: int | None = None) -> It
 
 
 def start_local_ray(workers: int | None) -> None:
-    """ray.init on this machine. Its raylet gives its agent process 15 s to come up and aborts otherwise, which
-    a heavily loaded machine can miss: the start is tried START_ATTEMPTS times, the processes of a failed
-    attempt (this process's new children) ended first."""
+    """ray.init on this machine, tried START_ATTEMPTS times: on a heavily loaded machine a node can miss Ray's
+    start-up deadlines. The processes of a failed attempt (this process's new children) are ended first."""
     ray = import_ray()
     for name, value in SLOW_START_SETTINGS.items():
         os.environ.setdefault(name, value)
@@ -78,12 +77,13 @@ def start_local_ray(workers: int | None) -> None:
               f"{START_ATTEMPTS}", file=sys.stderr, flush=True)
 
 
-def child_processes() -> set[int]:
-    """The process ids whose parent is this process (Linux /proc; empty elsewhere)."""
+def child_processes(parent: int | None = None) -> set[int]:
+    """The process ids whose parent is `parent` (default: this process); Linux /proc, empty elsewhere."""
+    parent = parent or os.getpid()
     children = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
                 children.add(int(stat.parent.name))
     return children
 

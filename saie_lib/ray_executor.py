@@ -196,7 +196,7 @@ def run_graph(nodes: Sequence[RunNode], profile_path: str | Path, *, logs_dir: P
     ray = import_ray()
     from .remark_cache_server import SERVED_ENV, start_server
 
-    start_server()
+    server = start_server()  # held until the dispatch ends: an actor nobody holds is ended
     env = {**forwarded_environment(), SERVED_ENV: "1"}
     say = say or (lambda line: print(f"[ray] {line}", file=sys.stderr, flush=True))
     logs = lambda node: logs_dir / log_name(node)
@@ -207,4 +207,6 @@ def run_graph(nodes: Sequence[RunNode], profile_path: str | Path, *, logs_dir: P
                               env=env)
         return task.options(**options).remote(node, str(profile_path), str(logs(node)), progress, locations)
 
-    return Dispatch(list(nodes), submit, logs, say).run()
+    outcome = Dispatch(list(nodes), submit, logs, say).run()
+    del server
+    return outcome

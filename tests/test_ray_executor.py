@@ -268,8 +268,7 @@ def test_two_workers_hammering_the_remark_cache_leave_every_entry_valid(cluster,
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     path = tmp_path / "remarks.sqlite"
-    if served:
-        start_server()
+    server = start_server() if served else None  # held: an actor nobody holds is ended
     task = ray.remote(hammer).options(num_cpus=1, runtime_env={"env_vars": {SERVED_ENV: "1"} if served else {}})
     refs = [task.remote(str(path), w, str(tmp_path / f"ready-{w}"), str(tmp_path / "go"), 150) for w in ("A", "B")]
     deadline = time.monotonic() + 120
@@ -277,6 +276,7 @@ def test_two_workers_hammering_the_remark_cache_leave_every_entry_valid(cluster,
         time.sleep(0.05)
     (tmp_path / "go").touch()  # both workers start together
     results = dict(zip("AB", ray.get(refs)))
+    del server
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     stored = {key: text for key, text in db.execute("SELECT key, text FROM remarks")}
