@@ -77,13 +77,13 @@ def execute_logged(node: RunNode, profile_path: str, log_path: str, progress: bo
             print(f"resuming from checkpoint {point}", flush=True)
         started = time.perf_counter()
         try:
-            out = run_node(node, profile_path, progress=progress, **locations)
+            out, reused = run_node(node, profile_path, progress=progress, **locations)
         except BaseException:
             traceback.print_exc()
             raise
         seconds = round(time.perf_counter() - started, 1)
-        print(f"== finished in {seconds} s: {out}", flush=True)
-    return {"run_dir": str(out), "seconds": seconds}
+        print(f"== {'already finished, reused' if reused else 'finished'} in {seconds} s: {out}", flush=True)
+    return {"run_dir": str(out), "seconds": seconds, "reused": reused}
 
 
 def attempts(log: Path) -> int:
@@ -154,6 +154,10 @@ class Dispatch:
             self.say(f"{node.label}: FAILED: {self.outcome.failed[node.label]} (log: {self.logs(node)})")
             return
         self.outcome.finished[node.label] = Path(result["run_dir"])
+        if result["reused"]:
+            self.outcome.reused.add(node.label)
+            self.say(f"{node.label}: already finished, reused ({result['run_dir']})")
+            return
         self.outcome.seconds[node.label] = result["seconds"]
         self.say(f"{node.label}: finished in {result['seconds']} s -> {result['run_dir']}")
 

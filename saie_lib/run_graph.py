@@ -102,12 +102,14 @@ def _needed_labels(profile: Profile, experiment: str) -> list[str]:
             for c in profile.trained_conditions]
 
 
-def run_node(node: RunNode, profile_path: str | Path, *, progress: bool = True, **locations: Any) -> Path:
-    """Run one node in this process, as the experiment's serial loop would; returns its run dir."""
+def run_node(node: RunNode, profile_path: str | Path, *, progress: bool = True,
+             **locations: Any) -> tuple[Path, bool]:
+    """Run one node in this process, as the experiment's serial loop would; returns its run dir and whether
+    that had finished before (then it was reused as it is)."""
     from .experiments import challenge_configs, check_adapters_present, condition_configs, inference_configs
     from .learner import prepare_backend
-    from .stages.challenge import run_challenge
-    from .stages.discuss import run_inference
+    from .stages.challenge import challenge_run_dir, run_challenge
+    from .stages.discuss import inference_run_dir, run_inference
     from .stages.evaluate import run_evaluation
     from .stages.train import train
 
@@ -115,16 +117,16 @@ def run_node(node: RunNode, profile_path: str | Path, *, progress: bool = True, 
     experiment = get_experiment(node.experiment)
     if experiment.is_training:
         configs = condition_configs(profile, experiment, **locations, seed=node.seed)
+        reused = artifacts.is_finished(_training_run_dir(node.condition, configs[node.condition]))
         prepare_backend(configs["saie"].backend, configs["saie"].device)  # as run_training_experiment does
-        if node.condition == BASE:
-            return run_evaluation(configs[BASE], progress=progress)
-        return train(configs[node.condition], progress=progress)
+        run = run_evaluation if node.condition == BASE else train
+        return run(configs[node.condition], progress=progress), reused
     robustness = experiment.kind == "robustness"
     configs = (challenge_configs if robustness else inference_configs)(profile, **locations)
-    chosen = {node.condition: configs[node.condition]}
-    check_adapters_present(chosen)
-    run = run_challenge if robustness else run_inference
-    return run(chosen[node.condition], progress=progress)
+    cfg = configs[node.condition]
+    reused = artifacts.is_finished(challenge_run_dir(cfg) if robustness else inference_run_dir(cfg))
+    check_adapters_present({node.condition: cfg})
+    return (run_challenge if robustness else run_inference)(cfg, progress=progress), reused
 
 
 def resume_point(node: RunNode) -> str | None:
