@@ -1,13 +1,15 @@
 """The study serial vs on Ray workers on this machine (measured), and a profile's projected wall time on N GPUs.
 
-    SAIE_DATA_DIR=../shared/data .venv/bin/python bench/bench_ray.py --profile tiny --workers 1 2 --out results/bench
+    SAIE_DATA_DIR=../shared/data .venv/bin/python bench/bench_ray.py --profile tiny --workers 2 --out results/bench
     .venv/bin/python bench/bench_ray.py --plot results/bench/ray-tiny.json --out results/bench   # figure only
 
-Measured: `python -m saie_lib.reproduce --profile P` (serial: the notebooks run the runs) and the same with
-`--executor ray --workers N` (a Ray instance started here, then the notebooks only read), each from nothing in its
-own scratch results folder and remark cache (the built models are shared), in its own process: wall seconds, the
-Ray dispatch's own wall seconds (reproduce_log.jsonl), and whether its records equal the serial run's
-(`saie_lib.record_compare`). Projected (`--project-profile`, default gpu-paper): every run of that profile's graph
+Measured: every run of the profile's study from nothing, serial (one process runs them one after another, as the
+notebooks do) and on a Ray instance started here with N worker CPUs (`study_dispatch.dispatch_study`, as
+`--executor ray` does before its notebooks), each in its own process with one thread per process
+(OMP_NUM_THREADS=1, as Ray gives a one-CPU task), its own scratch results folder and remark cache (the built
+models are shared): wall seconds (for Ray including its start), the dispatch's own wall seconds, and whether its
+records equal the serial run's (`saie_lib.record_compare`). The notebooks, which read the same run dirs either
+way, are not timed. Projected (`--project-profile`, default gpu-paper): every run of that profile's graph
 given hours from the one measured basis this project has for a full-size run, `results/bench/gpu_check-*.json`
 (a full GSM8K SAIE run on one H200 projected from its measured pieces), scaled by each run's example count; the
 runs then list-scheduled on N GPUs (longest ready run first, inference and robustness runs after the training
@@ -33,37 +35,60 @@ from saie_lib.record_compare import differences, record_files
 GSM8K_TRAIN, GSM8K_TEST = 7473, 1319  # the examples the gpu_check projection is for
 
 
-def reproduce_once(profile: str, executor: str, workers: int | None, scratch: Path, data_dir: str | None) -> dict:
-    """One `python -m saie_lib.reproduce` from nothing, in its own process; its wall seconds and dispatch row."""
+SERIAL = """
+import sys
+from saie_lib.experiments import EXPERIMENTS, run_experiment
+from saie_lib.profiles import load_profile
+profile = load_profile(sys.argv[1])
+for name in profile.experiments or EXPERIMENTS:
+    run_experiment(profile, name, progress=False, data_dir=sys.argv[2] or None, results_root=sys.argv[3])
+"""
+ON_RAY = """
+import sys
+from pathlib import Path
+from saie_lib.experiments import EXPERIMENTS
+from saie_lib.profiles import load_profile
+from saie_lib.reproduce import log
+from saie_lib.study_dispatch import dispatch_study
+profile = load_profile(sys.argv[1])
+names = list(profile.experiments or EXPERIMENTS)
+done = dispatch_study(profile, names, data_dir=sys.argv[2] or None, results_root=Path(sys.argv[3]), log=log,
+                      workers=int(sys.argv[4]), progress=False)
+sys.exit(1 if done.outcome.missing else 0)
+"""
+
+
+def runs_once(profile: str, workers: int | None, scratch: Path, data_dir: str | None) -> dict:
+    """The study's runs from nothing, in their own process, one thread per process: serial (workers None: one
+    after another, as its notebooks run them) or on a Ray instance started here with `workers` CPUs."""
     results, cache = scratch / "results", scratch / "cache"
     cache.mkdir(parents=True)
     (cache / "models").symlink_to(cache_dir() / "models", target_is_directory=True)
-    command = [sys.executable, "-m", "saie_lib.reproduce", "--profile", profile, "--executor", executor,
-               "--results-root", str(results)] + (["--data-dir", data_dir] if data_dir else [])
-    command += ["--workers", str(workers)] if workers else []
-    env = {**os.environ, "SAIE_CACHE_DIR": str(cache), "SAIE_PROGRESS": "text"}
+    command = [sys.executable, "-c", ON_RAY if workers else SERIAL, profile, data_dir or "", str(results)]
+    command += [str(workers)] if workers else []
+    env = {**os.environ, "SAIE_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
     load_start, started = os.getloadavg(), time.perf_counter()
     done = subprocess.run(command, cwd=repo_root(), env=env, capture_output=True, text=True)
     seconds = round(time.perf_counter() - started, 1)
     if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    log = artifacts.read_jsonl(results / "runs" / profile / artifacts.REPRODUCE_LOG)
+        raise RuntimeError(f"{'ray' if workers else 'serial'} runs failed:\n{done.stderr[-3000:]}")
+    log = artifacts.read_jsonl(results / "runs" / profile / artifacts.REPRODUCE_LOG) if workers else []
     dispatch = [row["dispatch_wall_seconds"] for row in log if row.get("executor") == "ray"]
-    return {"executor": executor, "workers": workers, "wall_seconds": seconds,
+    return {"executor": "ray" if workers else "serial", "workers": workers or 1, "wall_seconds": seconds,
             "dispatch_wall_seconds": dispatch[0] if dispatch else None,
             "load_average": {"start": load_start, "end": os.getloadavg()}, "results": results}
 
 
 def measure(profile: str, workers: list[int], data_dir: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as folder:
-        modes = [reproduce_once(profile, "local", None, Path(folder) / "serial", data_dir)]
-        modes += [reproduce_once(profile, "ray", n, Path(folder) / f"ray-{n}", data_dir) for n in workers]
+        modes = [runs_once(profile, None, Path(folder) / "serial", data_dir)]
+        modes += [runs_once(profile, n, Path(folder) / f"ray-{n}", data_dir) for n in workers]
         roots = [mode.pop("results") for mode in modes]
         for mode, root in zip(modes, roots):
             mode["record_files"] = len(record_files(root))
             mode["differences_from_serial"] = [line.replace(str(roots[0]), "serial").replace(str(root), "this")
                                                for line in differences(roots[0], root)]
-    return {"profile": profile, "modes": modes}
+    return {"profile": profile, "what": "the study's runs only (no notebooks), one thread per process", "modes": modes}
 
 
 def run_hours(profile_name: str, basis: dict, data_dir: str | None) -> tuple[dict[str, float], dict[str, list]]:
@@ -145,15 +170,14 @@ def plot(record: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     modes = record["measured"]["modes"]
-    labels = ["serial" if m["executor"] == "local" else f"ray, {m['workers']} worker{'s' * (m['workers'] > 1)}"
-              for m in modes]
+    labels = ["serial" if m["executor"] == "serial" else f"ray, {m['workers']} workers" for m in modes]
     totals = [m["wall_seconds"] for m in modes]
     runs = [m["dispatch_wall_seconds"] or 0 for m in modes]
-    left.bar(labels, totals, color="#c6d4e1", label="whole reproduce")
-    left.bar(labels, runs, color="#4c72b0", label="runs on Ray (dispatch)")
+    left.bar(labels, totals, color="#c6d4e1", label="whole process (Ray: with its start)")
+    left.bar(labels, runs, color="#4c72b0", label="the dispatch itself")
     for x, total in enumerate(totals):
         left.text(x, total, f"{total:.0f} s", ha="center", va="bottom", fontsize=8)
-    left.set(ylabel="wall seconds", title=f"`{record['measured']['profile']}` study on this machine (measured)")
+    left.set(ylabel="wall seconds", title=f"`{record['measured']['profile']}` study's runs, 2 cores (measured)")
     left.legend(fontsize=7)
     projection = record["projection"]
     gpus = list(projection["wall_hours"])
@@ -186,7 +210,7 @@ def main() -> None:
     path = args.out / f"ray-{args.profile}.json"
     artifacts.write_json(path, record)
     plot(record, path.with_suffix(".png"))
-    print(json.dumps({m["executor"] + str(m["workers"] or ""): m["wall_seconds"] for m in record["measured"]["modes"]}
+    print(json.dumps({f"{m['executor']}-{m['workers']}": m["wall_seconds"] for m in record["measured"]["modes"]}
                      | {"projected_wall_hours": record["projection"]["wall_hours"]}))
 
 
