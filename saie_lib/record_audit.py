@@ -32,7 +32,8 @@ BINARY_SUFFIXES = frozenset({
     ".xz", ".bz2", ".zst", ".7z", ".so", ".pyc", ".woff", ".woff2", ".ttf", ".sqlite", ".db",
 })
 # Never committed (see .gitignore): model weights, checkpoints, partial samples, editor state.
-EXCLUDED_DIRS = frozenset({"adapter", "checkpoints", "merged-16bit", ".ipynb_checkpoints", ".git", "__pycache__"})
+EXCLUDED_DIRS = frozenset({"adapter", "checkpoints", "merged-16bit", ".ipynb_checkpoints", ".git", "__pycache__",
+                           "ray-logs"})
 EXCLUDED_SUFFIXES = (".partial.jsonl", "writer.lock", "writer.lock.break")  # lock files name the host
 _PATH_START = r"(?:(?<![\w.~$-])|(?<=\\[nrt]))"  # a path starts here, also right after a JSON \n escape
 MACHINE_PATH = re.compile(_PATH_START + r"/(?:tmp|work|root|home|Users|mnt|content)/[^\s\"',;)\]}>]*"

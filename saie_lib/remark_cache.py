@@ -5,6 +5,10 @@ sampling settings incl. seed): the same request to the same partner is paid for 
 Each `put_many` is one transaction, so a process killed mid-run leaves only complete entries.
 Unusable replies (`partners.unusable_reason`: empty, whitespace only, a refusal) are never stored, and
 any such entry left by older code is never served (it counts as a miss and is asked again).
+Several processes may share one file (parallel runs, `--executor ray` on one machine): a writer waits for
+another's transaction (BUSY_TIMEOUT_S) instead of failing, and the first usable reply stored under a key is
+kept, so two runs that asked the same prompt at once both use that one reply (each may have paid for its own
+call; once a reply is stored it is never paid for again).
 
 The cache only saves partner calls, so it heals instead of failing: every entry carries a checksum, and an
 entry whose checksum does not match (edited by hand, or damaged) is a miss, counted in `rejected`; a file that
@@ -47,6 +51,7 @@ STORED = "key, text, prompt_tokens, completion_tokens, cost_usd, cut_chars, budg
 LOOKUP_CHUNK = 500  # keys per SELECT, well under SQLite's limit on bound parameters
 REMEDY = ("the cache only saves partner calls: point the config field 'remark_cache' (or the environment variable "
           "SAIE_REMARK_CACHE) at another file, or remove this one")
+BUSY_TIMEOUT_S = 120.0  # how long a writer waits for another process's transaction on the same file
 
 
 def remark_key(model_id: str, messages: Messages, sampling: Sampling) -> str:
@@ -132,6 +137,7 @@ class RemarkCache:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path)
         try:
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             db.execute(f"PRAGMA journal_mode={journal_mode(self.path)}")
             problems = db.execute("PRAGMA quick_check").fetchall()
             if problems != [("ok",)]:
@@ -177,27 +183,34 @@ class RemarkCache:
         """The cached replies (cached=True) among `keys`, cut to `budget` (a RemarkBudget) when given; hits and
         misses count each key asked for. An entry cut to another budget, or unusable after the cut, is a miss."""
         keys = list(keys)
-        unique = list(dict.fromkeys(keys))
-        found: dict[str, Reply] = {}
-        for start in range(0, len(unique), LOOKUP_CHUNK):
-            for row in self._healing(self._select, unique[start:start + LOOKUP_CHUNK]):
-                reply = self._served(row, budget)
-                if reply is not None:
-                    found[row[0]] = reply
+        found = self._lookup(list(dict.fromkeys(keys)), budget)
         self.hits += sum(key in found for key in keys)
         self.misses += sum(key not in found for key in keys)
+        return found
+
+    def _lookup(self, unique: list[str], budget: Any, *, writing: bool = False) -> dict[str, Reply]:
+        """The entries among `unique` that serve under `budget`, as served (no hits or misses counted). `writing`:
+        inside put_many's transaction (which heals as a whole; its rejected entries were counted when asked for)."""
+        found: dict[str, Reply] = {}
+        for start in range(0, len(unique), LOOKUP_CHUNK):
+            chunk = unique[start:start + LOOKUP_CHUNK]
+            for row in self._select(chunk) if writing else self._healing(self._select, chunk):
+                reply = self._served(row, budget, count_rejected=not writing)
+                if reply is not None:
+                    found[row[0]] = reply
         return found
 
     def _select(self, keys: list[str]) -> list[tuple]:
         query = f"SELECT {STORED}, checksum FROM remarks WHERE key IN ({','.join('?' * len(keys))})"
         return self._db.execute(query, keys).fetchall()
 
-    def _served(self, row: tuple, budget: Any) -> Reply | None:
+    def _served(self, row: tuple, budget: Any, count_rejected: bool = True) -> Reply | None:
         """The reply an entry serves under `budget`, or None (a checksum mismatch, another budget, unusable)."""
         *stored, checksum = row
         key, text, prompt_tokens, completion_tokens, cost, cut_chars, stored_budget = stored
         if checksum != entry_checksum(*stored):
-            self.rejected += 1
+            if count_rejected:
+                self.rejected += 1
             return None
         if cut_chars and stored_budget != (budget.budget_id if budget is not None else None):
             return None
@@ -206,18 +219,25 @@ class RemarkCache:
             reply = budget.apply(reply)
         return reply if unusable_reason(reply.text) is None else None
 
-    def put_many(self, items: Mapping[str, Reply], budget: Any = None) -> None:
+    def put_many(self, items: Mapping[str, Reply], budget: Any = None) -> dict[str, Reply]:
         """Store all replies in one transaction: all of them are committed, or none (ValueError if one
-        of them is unusable as a remark). A cut reply is stored with `budget` (the RemarkBudget it was cut to)."""
+        of them is unusable as a remark). A cut reply is stored with `budget` (the RemarkBudget it was cut to).
+        A key that already holds an entry served under `budget` keeps it (another process stored it first);
+        returned: the reply each key now serves, that one (cached=True) where it differs."""
         now = time.time()
         budget_id = budget.budget_id if budget is not None else None
+        rows = [_row(key, reply, budget_id, now) for key, reply in items.items()]
 
-        def insert() -> None:
+        def insert() -> dict[str, Reply]:
             with self._db:
+                self._db.execute("BEGIN IMMEDIATE")  # no other writer between the lookup and the insert
+                kept = self._lookup(list(items), budget, writing=True)
                 self._db.executemany(f"INSERT OR REPLACE INTO remarks ({STORED}, checksum, created_at) "
-                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                     (_row(key, reply, budget_id, now) for key, reply in items.items()))
-        self._healing(insert)
+                                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [r for r in rows if r[0] not in kept])
+            return kept
+        kept = self._healing(insert)
+        return {key: kept[key] if key in kept and kept[key].text != reply.text else reply
+                for key, reply in items.items()}
 
     def stats(self) -> dict[str, int]:
         """Entries in the file; hits and misses of this session."""
@@ -299,5 +319,4 @@ class CachedPartner:
     def _store(self, items: dict[str, Reply]) -> dict[str, Reply]:
         """Cache the usable replies among `items` (one transaction) and return them."""
         usable = {key: reply for key, reply in items.items() if unusable_reason(reply.text) is None}
-        self.cache.put_many(usable, self.budget)
-        return usable
+        return self.cache.put_many(usable, self.budget)

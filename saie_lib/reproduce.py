@@ -47,6 +47,7 @@ from .write_errors import RunWriteError
 
 SUMMARY_NOTEBOOK = "90_figures_tables.ipynb"
 RECOMPUTE_HINT = "make reproduce PROFILE={profile} FORCE=1 (python -m saie_lib.reproduce --force)"
+EXECUTORS = ("local", "ray")
 
 
 def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
@@ -101,15 +102,23 @@ def remark_cache_entries() -> int:
         return cache.stats()["entries"]
 
 
+def forget_runs(profile: Profile, name: str, results_root: Path) -> None:
+    """`--force`: remove the experiment's runs, so that they are computed again."""
+    removed = remove_runs(experiment_dir(profile.name, name, results_root))
+    print(f"[reproduce] {profile.name}/{name}: --force removed {len(removed)} run(s) to compute them again",
+          file=sys.stderr)
+
+
 def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: Path, force: bool,
-            progress: bool) -> str:
+            progress: bool, execute_finished: bool = False) -> str:
+    """The experiment's notebook, unless its runs have all finished. `execute_finished`: execute it all the same
+    (it reuses the finished runs; after a Ray dispatch ran them, the notebook renders them)."""
     experiment = get_experiment(name)
     locations = {"data_dir": data_dir, "results_root": str(results_root)}
     if force:
-        removed = remove_runs(experiment_dir(profile.name, name, results_root))
-        print(f"[reproduce] {profile.name}/{name}: --force removed {len(removed)} run(s) to compute them again",
-              file=sys.stderr)
-    if experiment_finished(profile, name, **locations):
+        forget_runs(profile, name, results_root)
+    finished = experiment_finished(profile, name, **locations)
+    if finished and not execute_finished:
         log(profile.name, results_root, {"experiment": name, "status": "skipped (all runs finished)"})
         return "skipped"
     output = experiment_dir(profile.name, name, results_root) / experiment.notebook
@@ -122,10 +131,12 @@ def run_one(profile: Profile, name: str, *, data_dir: str | None, results_root: 
         log(profile.name, results_root, {"experiment": name, "status": "failed",
                                          "seconds": round(time.perf_counter() - started, 1)})
         raise
-    log(profile.name, results_root, {"experiment": name, "status": "ran",
+    # A re-execution of finished runs only re-reads them: its seconds are not the experiment's wall time.
+    log(profile.name, results_root, {"experiment": name,
+                                     "status": "re-executed (all runs finished, reused)" if finished else "ran",
                                      "seconds": round(time.perf_counter() - started, 1),
                                      "remark_cache_entries_at_start": cached})
-    return "ran"
+    return "re-executed" if finished else "ran"
 
 
 def run_one_locked(profile: Profile, name: str, *, results_root: Path, **options: Any) -> str:
@@ -145,15 +156,28 @@ def build_summary(results_root: Path, *, progress: bool) -> Path:
 
 def reproduce(profile_name: str, experiments: Sequence[str] | None = None, *, data_dir: str | None = None,
               results_root: str | Path | None = None, summary: bool = True, force: bool = False,
-              progress: bool = True) -> dict[str, str]:
+              progress: bool = True, executor: str = "local", ray: dict[str, Any] | None = None) -> dict[str, str]:
+    """`executor` local: each notebook runs its experiment's runs; ray: the runs first go to a Ray cluster
+    (`ray`: options of `study_dispatch.dispatch_study`), then the notebooks only read, render and plot."""
     profile = load_profile(profile_name)
     code_state()
     root = resolve_results_root(results_root)
     names = list(experiments or profile.experiments or EXPERIMENTS)
     for name in names:
         get_experiment(name)
-    statuses = {name: run_one_locked(profile, name, data_dir=data_dir, results_root=root, force=force,
-                                     progress=progress) for name in names}
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r}; expected one of {EXECUTORS}")
+    if executor == "ray":
+        from .study_dispatch import reproduce_on_ray
+
+        for name in names if force else []:
+            with run_lock.hold(experiment_dir(profile.name, name, root), what="experiment"):
+                forget_runs(profile, name, root)
+        statuses = reproduce_on_ray(profile, names, render=run_one_locked, log=log, data_dir=data_dir,
+                                    results_root=root, progress=progress, options=ray or {})
+    else:
+        statuses = {name: run_one_locked(profile, name, data_dir=data_dir, results_root=root, force=force,
+                                         progress=progress) for name in names}
     if summary:
         build_summary(root, progress=progress)
     return statuses
@@ -171,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-summary", action="store_true", help="skip notebooks/90_figures_tables")
     parser.add_argument("--force", action="store_true",
                         help="remove each experiment's runs first and compute them again")
+    from .study_dispatch import add_executor_arguments, ray_arguments
+
+    add_executor_arguments(parser, EXECUTORS)
     args = parser.parse_args(argv)
     names = args.experiments.split(",") if args.experiments else None
     root, profile = resolve_results_root(args.results_root), load_profile(args.profile)
@@ -182,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
     try:
         statuses = reproduce(args.profile, names, data_dir=args.data_dir, results_root=args.results_root,
-                             summary=not args.no_summary, force=args.force)
+                             summary=not args.no_summary, force=args.force, executor=args.executor,
+                             ray=ray_arguments(args))
     except RunWriteError as error:  # the message names the path, what to change, and that the run resumes
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -197,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     compared = comparison_line(report)
     if compared:
         print(compared)
-    return 0
+    return 1 if "incomplete" in statuses.values() else 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from ..learner import LoraSettings, load_learner, prepare_backend
 from ..partners import Sampling
 from ..paths import remark_cache_file
 from ..progress import progress_bar
-from ..remark_cache import RemarkCache
+from ..remark_cache_server import open_remark_cache
 from ..stance import CHECKER_VERSION, fidelity, learner_turns
 from ..tasks import get_task
 from ..training import (
@@ -81,7 +81,6 @@ def load_examples(cfg: TrainConfig, split: str, limit: int | None):
     return load_task(cfg.task, split, data_dir=cfg.data_dir, limit=limit, seed=cfg.seed)
 
 
-
 def open_session(cfg: TrainConfig, out: Path) -> Session:
     import torch
 
@@ -89,7 +88,7 @@ def open_session(cfg: TrainConfig, out: Path) -> Session:
     warmup, discussion = split_warmup(examples, cfg.warmup_fraction, cfg.seed)
     schedule = [("warmup", b) for b in batched(warmup, cfg.batch_size)]
     schedule += [("discussion", b) for b in batched(discussion, cfg.batch_size)]
-    cache = RemarkCache(cfg.remark_cache or remark_cache_file())  # a bad cache path fails before the model loads
+    cache = open_remark_cache(cfg.remark_cache or remark_cache_file())  # a bad path fails before the model loads
     lora = LoraSettings(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
     # no max_seq_length: Unsloth then covers the model's context window, which discussion prompts need; training
     # sequences are cut to cfg.max_seq_len by the features themselves
