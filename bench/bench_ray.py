@@ -122,7 +122,7 @@ def run_hours(profile_name: str, basis: dict, data_dir: str | None) -> tuple[dic
         generations = (examples * sum(turns[s] for s in inference.settings) if node.experiment == "multiagent"
                        else items * (1 + len(REMARK_KINDS)))
         hours[node.label] = generations * eval_h
-    return hours, {n.label: list(n.needs) for n in nodes}
+    return hours, {n.label: [*n.needs, *n.after] for n in nodes}  # a run starts after both
 
 
 def schedule(hours: dict[str, float], needs: dict[str, list], gpus: int) -> float:

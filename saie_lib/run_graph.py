@@ -2,7 +2,8 @@
 
 Derived from the functions the notebooks call (`saie_lib.experiments`), so there is no second list of runs:
 
-    training experiment, per seed: base (the untrained model's evaluation) and every trained condition
+    training experiment, per seed: base (the untrained model's evaluation) and every trained condition; the
+        runs that ask a local partner (the learner's base or a local model) one after another, in serial order
     inference experiment, per condition: reads the first seed's trained conditions of its task
     robustness experiment, per condition: reads the first seed's trained conditions of each challenged task
 
@@ -37,6 +38,7 @@ class RunNode:
     condition: str
     seed: int | None  # training experiments: the seed; inference and robustness: None (the first seed's models)
     needs: tuple[str, ...] = ()  # labels of the runs whose adapters it reads
+    after: tuple[str, ...] = ()  # labels of the runs it starts after, finished or not (see asks_local_partner)
     run_dir: Path | None = None
     gpu: bool = False  # the run's device is CUDA: one GPU
 
@@ -55,16 +57,32 @@ def study_graph(profile: Profile, experiments: Sequence[str] | None = None, **lo
     names = [get_experiment(n).name for n in (experiments or profile.experiments or EXPERIMENTS)]
     nodes: list[RunNode] = []
     for name in (n for n in names if EXPERIMENTS[n].is_training):
+        previous_asker: tuple[str, ...] = ()  # the last run of this experiment that asked the local partner
         for seed in profile.seeds:
             configs = condition_configs(profile, EXPERIMENTS[name], **locations, seed=seed)
-            nodes += [RunNode(name, c, seed, run_dir=_training_run_dir(c, cfg), gpu=uses_gpu(cfg.device))
-                      for c, cfg in configs.items()]
+            for c, cfg in configs.items():
+                asks = c != BASE and asks_local_partner(cfg)
+                nodes.append(RunNode(name, c, seed, after=previous_asker if asks else (),
+                                     run_dir=_training_run_dir(c, cfg), gpu=uses_gpu(cfg.device)))
+                previous_asker = (nodes[-1].label,) if asks else previous_asker
     present = {node.label for node in nodes}
     for name in (n for n in names if not EXPERIMENTS[n].is_training):
         needs = tuple(label for label in _needed_labels(profile, name) if label in present)
         device = profile.challenge_config().device if name == "robustness" else profile.inference_config().device
         nodes += [RunNode(name, c, None, needs=needs, gpu=uses_gpu(device)) for c in profile.conditions]
     return nodes
+
+
+def asks_local_partner(cfg: Any) -> bool:
+    """Whether a training run asks a partner model that runs in its own process (`self` or a local model) for
+    remarks. Such runs share the remark cache, and what a sampled remark says depends on which other prompts
+    missed the cache in the same batch: so they run one after another, in the serial loop's order (seed, then
+    condition), and their records equal a serial run's. API, vLLM and scripted partners and the conditions
+    without remarks run in parallel."""
+    from .conditions import NO_PARTNER_POLICIES
+
+    served = cfg.partner == "scripted" or cfg.partner.startswith(("api:", "vllm:"))
+    return cfg.remark_policy not in NO_PARTNER_POLICIES and not served
 
 
 def uses_gpu(device: str) -> bool:
