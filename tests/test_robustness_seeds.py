@@ -155,6 +155,20 @@ def test_committed_single_seed_robustness_section_renders_as_committed():
     assert section in (root / "README.md").read_text()
 
 
+def test_cpu_sycophancy_profile():
+    from saie_lib.profiles import load_profile
+
+    profile, small = load_profile("cpu-sycophancy"), load_profile("cpu-small")
+    assert profile.seeds == (0, 1, 2) and profile.experiments == ("commonsense", "robustness")
+    assert profile.conditions == ("base", "none", "placebo", "saie", "saie_mixed")
+    challenge = profile.challenge_config()
+    assert (challenge.tasks, challenge.limits, challenge.seed) == (("commonsense_qa",), (100,), 0)
+    assert dataclasses.replace(challenge, limits=(200,)) == small.challenge_config()  # cpu-small's, on 100 items
+    for condition in ("none", "saie"):  # cpu-small's training settings: seed 0 repeats them
+        ours, theirs = (p.training_config("commonsense_qa", condition).identity() for p in (profile, small))
+        assert ours == theirs
+
+
 # ---------------------------------------------------------------- the experiment on the tiny model
 
 @pytest.mark.slow  # trains two seeds of two conditions on the tiny model, then challenges them
