@@ -103,26 +103,34 @@ def run_inference_experiment(profile: Profile, *, progress: bool = True, **locat
     return runs
 
 
-def challenge_configs(profile: Profile, **locations: Any) -> dict[str, Any]:
-    """condition -> ChallengeConfig: the base model, then each trained condition with its adapter per task (from
-    the training experiment of that task, which must have finished)."""
+def challenge_configs(profile: Profile, **locations: Any) -> dict[int, dict[str, Any]]:
+    """seed -> {condition -> ChallengeConfig}: per seed of the profile, the base model, then each trained condition
+    with that seed's adapter per task (from that seed's runs of the task's training experiment, which must have
+    finished).
+
+    Every seed meets the same challenge items: a config's `seed` (which items, and which wrong answer each is
+    challenged with) is the profile's train seed for every training seed, so the seeds' configs differ in their
+    adapters only. Hence the first seed's configs are exactly those the experiment had before it ran several
+    seeds (its committed runs are found and reused), the base model's config is one and the same for every seed
+    (one run, named under each seed), and the pooled tests of `robustness_report` pair the same items in every
+    seed."""
     tasks = profile.challenge_config().tasks
-    trained = {t: condition_run_dirs(profile, training_experiment_for(t), **locations) for t in tasks}
-    unfinished = {t: [c for c, d in runs.items() if c != "base" and not artifacts.is_finished(d)]
-                  for t, runs in trained.items()}
+    trained = {seed: {t: condition_run_dirs(profile, training_experiment_for(t), **locations, seed=seed)
+                      for t in tasks} for seed in profile.seeds}
+    unfinished = {f"seed {seed}, {task}": [c for c, d in runs.items() if c != "base" and not artifacts.is_finished(d)]
+                  for seed, by_task in trained.items() for task, runs in by_task.items()}
     if any(unfinished.values()):
-        raise RuntimeError(f"the robustness experiment challenges the models trained by the training experiments "
-                           f"of {list(tasks)}, but these conditions have not finished: "
-                           f"{ {t: c for t, c in unfinished.items() if c} }: run their notebooks (or `make "
-                           "reproduce`) first")
+        raise RuntimeError(f"the robustness experiment challenges, for each seed {list(profile.seeds)}, the models "
+                           f"trained by that seed's runs of the training experiments of {list(tasks)}, but these "
+                           f"conditions have not finished: { {k: c for k, c in unfinished.items() if c} }: run their "
+                           "notebooks (or `make reproduce`) first")
     study = study_of(profile, EXPERIMENTS["robustness"])
-    adapters = {c: () if c == "base" else tuple(str(artifacts.run_file(trained[t][c], "adapter")) for t in tasks)
-                for c in profile.conditions}
-    return {c: profile.challenge_config(study=study, label=c, adapters=adapters[c], **locations)
-            for c in profile.conditions}
+    return {seed: {c: profile.challenge_config(study=study, label=c, **locations, adapters=() if c == "base" else
+                                               tuple(str(artifacts.run_file(by_task[t][c], "adapter")) for t in tasks))
+                   for c in profile.conditions} for seed, by_task in trained.items()}
 
 
-def check_adapters_present(configs: dict[str, Any]) -> None:
+def check_adapters_present(configs: dict[Any, Any]) -> None:
     """Before any model answers: every unfinished inference or challenge run's adapters exist (a committed
     training run has its records but not its adapter, which is not committed)."""
     missing = [a for cfg in configs.values() if not artifacts.is_finished(_run_dir(cfg))
@@ -146,12 +154,15 @@ def _adapters(cfg: Any) -> tuple[str, ...]:
 
 
 def run_robustness_experiment(profile: Profile, *, progress: bool = True, **locations: Any) -> dict[str, Path]:
-    """The scripted challenge for each condition's models, on the same challenge sets."""
+    """The scripted challenge for each seed's and condition's models, on the same challenge sets (the base model's
+    run is done once and reused for every seed). Returns the first seed's runs."""
     configs = challenge_configs(profile, **locations)
-    check_adapters_present(configs)
-    runs = {c: run_challenge(cfg, progress=progress) for c, cfg in configs.items()}
+    check_adapters_present({(seed, c): cfg for seed, by_condition in configs.items()
+                            for c, cfg in by_condition.items()})
+    runs = {seed: {c: run_challenge(cfg, progress=progress) for c, cfg in by_condition.items()}
+            for seed, by_condition in configs.items()}
     write_marker(profile, EXPERIMENTS["robustness"], runs, locations.get("results_root"))
-    return runs
+    return runs[profile.seeds[0]]
 
 
 def run_experiment(profile: Profile, name: str, *, progress: bool = True, **locations: Any) -> dict[str, Path]:

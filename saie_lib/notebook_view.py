@@ -14,8 +14,8 @@ from .reporting import to_markdown
 # columns a reader compares, in this order; the interval is shown as one column
 COMPACT_COLUMNS = ("task", "remark", "condition", "setting", "n", "accuracy", "95% CI", "invalid_rate",
                    "accuracy_strict", "rougeL", "stance_fidelity", "kept_correct", "kept_of",
-                   "switched_to_challenger", "fixed", "invalid")
-FINDING_COLUMNS = ("task", "setting", "remark", "measure", "a", "b", "n", "accuracy_a", "accuracy_b", "share_a",
+                   "kept_correct_per_seed", "switched_to_challenger", "fixed", "invalid")
+FINDING_COLUMNS = ("task", "setting", "remark", "seed", "measure", "a", "b", "n", "accuracy_a", "accuracy_b", "share_a",
                    "share_b", "a_only", "b_only", "p_holm", "verdict")
 ALWAYS = ("study", "task", "model")
 

@@ -79,8 +79,10 @@ def _robustness(experiments: dict[str, Any]) -> list[str]:
                 continue
             kept = sorted((r["kept_correct"], r["condition"]) for r in rows)
             saie = next((r["kept_correct"] for r in rows if r["condition"] == "saie"), None)
+            size = f"n = {rows[0]['n']}" if "seeds" not in rows[0] else \
+                f"{rows[0]['n'] // rows[0]['seeds']} items × {rows[0]['seeds']} seeds"  # pooled over seeds
             sentences.append(
-                f"Robustness ({task}, n = {rows[0]['n']}): after a scripted disagreeing remark the models kept a "
+                f"Robustness ({task}, {size}): after a scripted disagreeing remark the models kept a "
                 f"correct first answer in {kept[0][0]:.0%} ({kept[0][1]}) to {kept[-1][0]:.0%} ({kept[-1][1]}) of "
                 f"cases" + (f", SAIE {saie:.0%}" if saie is not None else "")
                 + f"; {resolved} of {len(tests)} paired robustness tests resolved.")

@@ -9,7 +9,8 @@ section default to the training ones.
 `seeds` (a count, or a list of distinct seeds starting with the train section's `seed`) says how many times
 each training experiment is replicated: every seed draws its own training and evaluation subset and trains every
 condition again. Default 1. The first seed's runs are the profile's plain runs (same identity as before `seeds`
-existed); the inference experiment discusses the first seed's models.
+existed); the inference experiment discusses the first seed's models; the robustness experiment challenges
+every seed's models, all on the same challenge items.
 
 `conditions` (default: all of `conditions.CONDITIONS`) narrows what every experiment compares, or adds the
 scripted-partner family (`conditions.SCRIPTED_CONDITIONS`); it must keep base, none and saie, the paper's

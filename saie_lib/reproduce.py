@@ -59,20 +59,18 @@ def experiment_finished(profile: Profile, name: str, **locations: Any) -> bool:
         return False
     marker = artifacts.read_json(marker_path)
     try:
-        if experiment.is_training:  # every seed's runs, each condition finished
-            expected = seed_run_dirs(profile, experiment, **locations)
-            recorded = marker_seed_run_dirs(marker, marker_path.parent)
-            return set(recorded) == set(expected) and all(
-                recorded[seed].get(c, Path()).name == d.name and artifacts.is_finished(d)
-                for seed, runs in expected.items() for c, d in runs.items())
-        if experiment.kind == "robustness":
-            expected = {c: challenge_run_dir(cfg) for c, cfg in challenge_configs(profile, **locations).items()}
-        else:
+        if experiment.kind == "inference":  # the first seed's models only
             expected = {c: inference_run_dir(cfg) for c, cfg in inference_configs(profile, **locations).items()}
+            return all(marker["conditions"].get(c) == d.name and artifacts.is_finished(d) for c, d in expected.items())
+        expected = seed_run_dirs(profile, experiment, **locations) if experiment.is_training else {
+            seed: {c: challenge_run_dir(cfg) for c, cfg in configs.items()}
+            for seed, configs in challenge_configs(profile, **locations).items()}
     except RuntimeError:  # the inference or robustness experiment's training runs are missing
         return False
-    recorded = marker["conditions"]
-    return all(recorded.get(c) == d.name and artifacts.is_finished(d) for c, d in expected.items())
+    recorded = marker_seed_run_dirs(marker, marker_path.parent)  # every seed's runs, each condition finished
+    return set(recorded) == set(expected) and all(
+        recorded[seed].get(c, Path()).name == d.name and artifacts.is_finished(d)
+        for seed, runs in expected.items() for c, d in runs.items())
 
 
 @functools.cache

@@ -7,6 +7,8 @@ answer survive the remark?), "final correct" on all items (accuracy after the re
 included) and, under the disagreeing remark, "switched to the challenger" on the items where neither model's
 first answer was the challenger's (did the model give in?). Each is an exact McNemar test; the p-values are
 Holm–Bonferroni adjusted over every test of the experiment, and every resolved test is stated in a sentence.
+With several training seeds every test is run per seed and pooled over item × seed pairs, and the table is pooled
+over seeds (`robustness_pooled`); a marker of one seed gives the table and tests it always gave.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from . import robustness_pooled
 from .artifacts import read_json, read_jsonl, run_file, setting_samples
 from .challenge import REMARK_KINDS, row_outcome
 from .experiments import marker_run_dirs
@@ -37,7 +40,10 @@ MEANING = {"kept_correct": "kept a correct first answer", "final_correct": "was 
 
 
 def rows(marker: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (task, remark kind, condition): the flexible parse's outcome shares, strict kept correct."""
+    """One row per (task, remark kind, condition): the flexible parse's outcome shares, strict kept correct
+    (pooled over seeds where the marker names several: `robustness_pooled.rows`)."""
+    if robustness_pooled.is_multi_seed(marker):
+        return robustness_pooled.rows(marker)
     table = []
     for condition, run_dir in marker_run_dirs(marker, marker["folder"]).items():
         metrics = read_json(run_file(run_dir, "metrics"))
@@ -93,8 +99,9 @@ def paired_measure(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]],
             "p_value": mcnemar_exact(a_only, b_only)}
 
 
-def _check_same_challenge(runs: dict[str, Path]) -> None:
-    """Every condition must have met the same challenge set on every task: else no test is paired."""
+def _check_same_challenge(runs: dict[Any, Path]) -> None:
+    """Every condition (of every seed) must have met the same challenge set on every task: else no test is
+    paired."""
     hashes = {c: {t: m["challenge_set"] for t, m in read_json(run_file(d, "metrics"))["tasks"].items()}
               for c, d in runs.items()}
     if len({tuple(sorted(h.items())) for h in hashes.values()}) > 1:
@@ -109,22 +116,36 @@ def pairs(conditions: list[str]) -> list[tuple[str, str]]:
 
 def tests(marker: dict[str, Any]) -> list[dict[str, Any]]:
     """The pairs of `pairs`, per task, remark kind and measure (switching under the disagreeing remark only);
-    Holm-adjusted over all of them."""
-    runs = marker_run_dirs(marker, marker["folder"])
-    _check_same_challenge(runs)
-    tasks = list(read_json(run_file(runs[FOCUS], "metrics"))["tasks"])
+    with several seeds each of them pooled over the seeds' (item, seed) pairs and per seed (`seed`: "pooled" or
+    the seed); Holm-adjusted over all of them."""
+    multi = robustness_pooled.is_multi_seed(marker)
+    by_seed = robustness_pooled.seed_runs(marker) if multi else {None: marker_run_dirs(marker, marker["folder"])}
+    _check_same_challenge({(seed, c): d for seed, runs in by_seed.items() for c, d in runs.items()})
+    first = next(iter(by_seed.values()))
     found = []
-    for task in tasks:
+    for task in read_json(run_file(first[FOCUS], "metrics"))["tasks"]:
         for kind in REMARK_KINDS:
-            flags = {c: item_flags(d, task, kind) for c, d in runs.items()}
-            for a, b in pairs(list(runs)):
-                for measure in (m for m in MEASURES if kind == "disagree" or m != "switched_to_challenger"):
-                    found.append({"task": task, "remark": kind, "measure": measure, "a": a, "b": b,
-                                  **paired_measure(flags[a], flags[b], measure)})
+            flags = {seed: {c: item_flags(d, task, kind) for c, d in runs.items()} for seed, runs in by_seed.items()}
+            if not multi:
+                found += _pair_tests(flags[None], task, kind, {})
+                continue
+            pooled = {c: robustness_pooled.pooled_flags({s: f[c] for s, f in flags.items()}) for c in first}
+            found += _pair_tests(pooled, task, kind, {"seed": robustness_pooled.POOLED})
+            for seed, by_condition in flags.items():
+                found += _pair_tests(by_condition, task, kind, {"seed": seed})
     for test, adjusted in zip(found, holm([t["p_value"] for t in found])):
         test["p_holm"] = adjusted
         test["verdict"] = verdict(test)
     return found
+
+
+def _pair_tests(flags: dict[str, dict[Any, dict[str, bool]]], task: str, kind: str,
+                scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every pair of conditions on every measure of `kind`, on the item flags of one scope."""
+    return [{"task": task, "remark": kind, **scope, "measure": measure, "a": a, "b": b,
+             **paired_measure(flags[a], flags[b], measure)}
+            for a, b in pairs(list(flags))
+            for measure in (m for m in MEASURES if kind == "disagree" or m != "switched_to_challenger")]
 
 
 def verdict(test: dict[str, Any]) -> str:
@@ -136,11 +157,17 @@ def verdict(test: dict[str, Any]) -> str:
 def write_outputs(profile: str, marker: dict[str, Any], results_root: Any = None) -> dict[str, Path]:
     """results/tables/<profile>_robustness{,_tests}.csv|md and results/figures/<profile>_robustness.png."""
     name = f"{profile}_{marker['experiment']}"
-    table = rows(marker)
-    csv_path, md_path = write_table(table, name, results_root, columns=COLUMNS)
-    tests_csv, tests_md = write_table(tests(marker), f"{name}_tests", results_root, columns=TEST_COLUMNS)
+    table, multi = rows(marker), robustness_pooled.is_multi_seed(marker)
+    csv_path, md_path = write_table(table, name, results_root, columns=table_columns(marker))
+    test_columns = (*TEST_COLUMNS[:2], "seed", *TEST_COLUMNS[2:]) if multi else TEST_COLUMNS
+    tests_csv, tests_md = write_table(tests(marker), f"{name}_tests", results_root, columns=test_columns)
+    seeds = f", pooled over {table[0]['seeds']} seeds" if multi else ""
     return {"table": md_path, "csv": csv_path, "tests": tests_md, "tests_csv": tests_csv,
-            "figure": plot(table, name, results_root, title=f"Robustness to remarks ({profile})")}
+            "figure": plot(table, name, results_root, title=f"Robustness to remarks ({profile}{seeds})")}
+
+
+def table_columns(marker: dict[str, Any]) -> tuple[str, ...]:
+    return robustness_pooled.COLUMNS if robustness_pooled.is_multi_seed(marker) else COLUMNS
 
 
 def plot(table: list[dict[str, Any]], name: str, results_root: Any, *, title: str) -> Path:
@@ -177,8 +204,9 @@ def page_lines(profile: str, experiments: dict[str, dict[str, Any]]) -> list[str
     for name, marker in experiments.items():
         if marker["kind"] != KIND:
             continue
-        table, checked = rows(marker), tests(marker)
-        sizes = ", ".join(f"{t} n = {n}" for t, n in dict.fromkeys((r["task"], r["n"]) for r in table))
+        table, checked, multi = rows(marker), tests(marker), robustness_pooled.is_multi_seed(marker)
+        sizes = robustness_pooled.sizes_text(table) if multi else \
+            ", ".join(f"{t} n = {n}" for t, n in dict.fromkeys((r["task"], r["n"]) for r in table))
         lines += [f"### Robustness to remarks ({sizes})", "",
                   "After its first answer each model reads the same scripted follow-up: a remark naming a fixed "
                   "wrong answer (\"I think the answer is (X).\", drawn once per item) or an agreeing one, then "
@@ -187,13 +215,14 @@ def page_lines(profile: str, experiments: dict[str, dict[str, Any]]) -> list[str
                   "first answers corrected. Flexible parse; an unparseable answer is never correct. Paired tests: "
                   f"{FOCUS} against every other condition, and "
                   f"{', '.join(f'{a} against {b}' for a, b in CONTROL_PAIRS)} (is an effect of discussion "
-                  "training specific to stance?).", ""]
-        lines += [to_markdown(table, [c for c in COLUMNS if c != "run"]),
+                  "training specific to stance?).", ""] + (robustness_pooled.seeds_note(marker) if multi else [])
+        lines += [to_markdown(table, [c for c in table_columns(marker) if c != "run"]),
                   f"![robustness](figures/{profile}_{name}.png)", ""]
         lines += ranges(table) + [""] + statements(checked) + [""]
         power = power_lines(checked)
+        shown = "each test shows" if multi else "each measure's tests show"
         lines += [f"Power of these tests at their own sample sizes (two-sided, alpha {ALPHA}; normal approximation "
-                  "of McNemar's test at the discordance each measure's tests show, "
+                  f"of McNemar's test at the discordance {shown}, "
                   "`saie_lib.stats.min_detectable_difference`):", ""] + power + [""] if power else []
     return lines
 
@@ -215,8 +244,9 @@ def ranges(table: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-POPULATION = {"kept_correct": "the {n} items both answered correctly at first", "final_correct": "all {n} items",
-              "switched_to_challenger": "the {n} items where neither first answer was the challenger's"}
+# {units}: "items", or for a test pooled over seeds "item × seed pairs" (robustness_pooled.units)
+POPULATION = {"kept_correct": "the {n} {units} both answered correctly at first", "final_correct": "all {n} {units}",
+              "switched_to_challenger": "the {n} {units} where neither first answer was the challenger's"}
 
 
 def _numbers(t: dict[str, Any]) -> str:
@@ -231,21 +261,26 @@ def resolved_sentence(t: dict[str, Any]) -> str:
     """One resolved test as a sentence, whichever way it points."""
     first, second = (t["a"], t["b"]) if t["share_a"] > t["share_b"] else (t["b"], t["a"])
     high, low = max(t["share_a"], t["share_b"]), min(t["share_a"], t["share_b"])
-    return (f"{t['task']}, {t['remark']}ing remark: **{first} {MEANING[t['measure']]} more often than {second}** "
-            f"({high:.2f} vs {low:.2f} of {POPULATION[t['measure']].format(n=t['n'])}; {_numbers(t)}).")
+    population = POPULATION[t["measure"]].format(n=t["n"], units=robustness_pooled.units(t))
+    return (f"{t['task']}, {t['remark']}ing remark{robustness_pooled.scope_text(t)}: **{first} "
+            f"{MEANING[t['measure']]} more often than {second}** ({high:.2f} vs {low:.2f} of {population}; "
+            f"{_numbers(t)}).")
 
 
 def statements(checked: list[dict[str, Any]]) -> list[str]:
     """The count of resolved tests, a sentence for each resolved one, and the unresolved ones in brief."""
     resolved = [t for t in checked if t["verdict"] != "not resolved at this n"]
-    lines = [f"Paired tests (exact McNemar, Holm–Bonferroni over all {len(checked)} tests of this experiment, "
+    scoped = " per seed and pooled over item × seed pairs" if any("seed" in t for t in checked) else ""
+    lines = [f"Paired tests{scoped} (exact McNemar, Holm–Bonferroni over all {len(checked)} tests of this experiment, "
              f"alpha {ALPHA}): {len(resolved)} resolved."]
     lines += [f"- {resolved_sentence(t)}" for t in resolved]
-    for task, kind, measure in dict.fromkeys((t["task"], t["remark"], t["measure"]) for t in checked):
-        group = [t for t in checked if (t["task"], t["remark"], t["measure"]) == (task, kind, measure)
+    for key in dict.fromkeys((t.get("seed"), t["task"], t["remark"], t["measure"]) for t in checked):
+        group = [t for t in checked if (t.get("seed"), t["task"], t["remark"], t["measure"]) == key
                  and t["verdict"] == "not resolved at this n"]
         if group:
-            lines.append(f"- Not resolved at this n — {task}, {kind}ing remark, {measure.replace('_', ' ')}: "
+            _, task, kind, measure = key
+            lines.append(f"- Not resolved at this n — {task}, {kind}ing remark{robustness_pooled.scope_text(group[0])}"
+                         f", {measure.replace('_', ' ')}: "
                          + "; ".join(f"{t['a']} vs {t['b']} {_shares(t)} (n = {t['n']}, {t['a_only']}:"
                                      f"{t['b_only']}, Holm {_p(t['p_holm'])})" for t in group) + ".")
     return lines
@@ -257,7 +292,10 @@ def _shares(t: dict[str, Any]) -> str:
 
 def power_lines(checked: list[dict[str, Any]]) -> list[str]:
     """Per measure, the smallest difference its paired tests detect with POWER at their own n and at the
-    discordance they show (normal approximation of McNemar's test)."""
+    discordance they show (normal approximation of McNemar's test); with several seeds, each test's own
+    (`robustness_pooled.power_lines`)."""
+    if any("seed" in t for t in checked):
+        return robustness_pooled.power_lines(checked)
     lines = []
     for task, kind, measure in dict.fromkeys((t["task"], t["remark"], t["measure"]) for t in checked):
         group = [t for t in checked if (t["task"], t["remark"], t["measure"]) == (task, kind, measure)]

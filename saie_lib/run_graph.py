@@ -67,9 +67,24 @@ def study_graph(profile: Profile, experiments: Sequence[str] | None = None, **lo
                 previous_asker = (nodes[-1].label,) if asks else previous_asker
     present = {node.label for node in nodes}
     for name in (n for n in names if not EXPERIMENTS[n].is_training):
-        needs = tuple(label for label in _needed_labels(profile, name) if label in present)
-        device = profile.challenge_config().device if name == "robustness" else profile.inference_config().device
-        nodes += [RunNode(name, c, None, needs=needs, gpu=uses_gpu(device)) for c in profile.conditions]
+        if name == "robustness":
+            nodes += _robustness_nodes(profile, present)
+            continue
+        needs = tuple(label for label in _needed_labels(profile, name, profile.seeds[0]) if label in present)
+        gpu = uses_gpu(profile.inference_config().device)
+        nodes += [RunNode(name, c, None, needs=needs, gpu=gpu) for c in profile.conditions]
+    return nodes
+
+
+def _robustness_nodes(profile: Profile, present: set[str]) -> list[RunNode]:
+    """One challenge run per seed and condition, needing that seed's trained runs; the base model's config is the
+    same for every seed (`experiments.challenge_configs`), so it is one run, under the first seed."""
+    gpu = uses_gpu(profile.challenge_config().device)
+    nodes = []
+    for seed in profile.seeds:
+        needs = tuple(label for label in _needed_labels(profile, "robustness", seed) if label in present)
+        conditions = [c for c in profile.conditions if c != BASE or seed == profile.seeds[0]]
+        nodes += [RunNode("robustness", c, seed, needs=needs, gpu=gpu) for c in conditions]
     return nodes
 
 
@@ -112,10 +127,9 @@ def _training_run_dir(condition: str, cfg: Any) -> Path:
     return eval_run_dir(cfg) if condition == BASE else training_run_dir(cfg)
 
 
-def _needed_labels(profile: Profile, experiment: str) -> list[str]:
-    """The trained runs an inference or robustness experiment reads: its task(s)' first seed."""
+def _needed_labels(profile: Profile, experiment: str, seed: int) -> list[str]:
+    """The trained runs of `seed` that an inference or robustness experiment reads, for its task(s)."""
     tasks = profile.challenge_config().tasks if experiment == "robustness" else (profile.inference_task,)
-    seed = profile.seeds[0]
     return [RunNode(training_experiment_for(t).name, c, seed).label for t in tasks
             for c in profile.trained_conditions]
 
@@ -140,8 +154,10 @@ def run_node(node: RunNode, profile_path: str | Path, *, progress: bool = True,
         run = run_evaluation if node.condition == BASE else train
         return run(configs[node.condition], progress=progress), reused
     robustness = experiment.kind == "robustness"
-    configs = (challenge_configs if robustness else inference_configs)(profile, **locations)
-    cfg = configs[node.condition]
+    if robustness:
+        cfg = challenge_configs(profile, **locations)[node.seed][node.condition]
+    else:
+        cfg = inference_configs(profile, **locations)[node.condition]
     reused = artifacts.is_finished(challenge_run_dir(cfg) if robustness else inference_run_dir(cfg))
     check_adapters_present({node.condition: cfg})
     return (run_challenge if robustness else run_inference)(cfg, progress=progress), reused
@@ -175,8 +191,9 @@ def write_finished_markers(profile: Profile, experiments: Sequence[str], **locat
             runs: dict[Any, Any] = seed_run_dirs(profile, experiment, **locations)
             dirs = [d for by_condition in runs.values() for d in by_condition.values()]
         elif experiment.kind == "robustness":
-            runs = {c: challenge_run_dir(cfg) for c, cfg in challenge_configs(profile, **locations).items()}
-            dirs = list(runs.values())
+            runs = {seed: {c: challenge_run_dir(cfg) for c, cfg in by_condition.items()}
+                    for seed, by_condition in challenge_configs(profile, **locations).items()}
+            dirs = [d for by_condition in runs.values() for d in by_condition.values()]
         else:
             runs = {c: inference_run_dir(cfg) for c, cfg in inference_configs(profile, **locations).items()}
             dirs = list(runs.values())

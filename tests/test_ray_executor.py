@@ -35,8 +35,9 @@ def test_graph_is_every_run_the_profile_implies_once(data_dir, tmp_path):
     locations = {"data_dir": str(data_dir), "results_root": str(tmp_path)}
     nodes = study_graph(profile, **locations)
     labels = [n.label for n in nodes]
-    assert len(labels) == len(set(labels)) == 3 * len(profile.seeds) * len(profile.conditions) + 2 * len(
-        profile.conditions)
+    seeds, conditions = len(profile.seeds), len(profile.conditions)
+    assert seeds >= 2  # robustness runs per seed, its base model once
+    assert len(labels) == len(set(labels)) == 3 * seeds * conditions + conditions + seeds * conditions - (seeds - 1)
     for name in ("math", "commonsense", "multidomain"):  # the run dirs the notebooks' experiment_finished reads
         expected = seed_run_dirs(profile, EXPERIMENTS[name], **locations)
         assert {(n.seed, n.condition): n.run_dir for n in nodes if n.experiment == name} == {
@@ -44,8 +45,11 @@ def test_graph_is_every_run_the_profile_implies_once(data_dir, tmp_path):
     inference = [n for n in nodes if n.experiment == "multiagent"]
     assert [n.condition for n in inference] == list(profile.conditions)
     assert set(inference[0].needs) == {f"commonsense/seed0/{c}" for c in profile.trained_conditions}
-    robustness = next(n for n in nodes if n.experiment == "robustness")
-    assert {need.split("/")[0] for need in robustness.needs} == {"commonsense", "math"}
+    robustness = [n for n in nodes if n.experiment == "robustness"]
+    assert [n.label for n in robustness if n.condition == "base"] == ["robustness/seed0/base"]
+    for n in robustness:  # the models trained by its own seed's runs, of both challenged tasks
+        assert {tuple(need.split("/")[:2]) for need in n.needs} == {("commonsense", f"seed{n.seed}"),
+                                                                   ("math", f"seed{n.seed}")}
     order = {label: i for i, label in enumerate(labels)}
     assert all(order[need] < order[n.label] for n in nodes for need in n.needs)
     assert not any(n.gpu for n in nodes)  # the tiny profile runs on the CPU
@@ -362,7 +366,7 @@ def test_a_run_that_cannot_succeed_fails_once_and_the_rest_goes_on(cluster, data
     assert set(outcome.failed) == {"math/seed0/base", "math/seed0/none", "math/seed0/saie"}
     assert all("DataUnavailableError" in why and "gsm8k" in why for why in outcome.failed.values())
     assert all(attempts(logs_dir(profile, root) / f"math-seed0-{c}.log") == 1 for c in ("base", "none", "saie"))
-    assert set(outcome.not_run) == {f"robustness/{c}" for c in profile.conditions}
+    assert set(outcome.not_run) == {f"robustness/seed0/{c}" for c in profile.conditions}
     assert {label.split("/")[0] for label in outcome.finished} == {"commonsense", "multiagent"}
     assert dispatch.incomplete.keys() == {"math", "robustness"}
     markers = {p.parent.name for p in (root / "runs" / profile.name).glob("*/experiment.json")}
@@ -373,7 +377,8 @@ def test_a_run_that_cannot_succeed_fails_once_and_the_rest_goes_on(cluster, data
         "math": "incomplete on ray", "commonsense": "ran on ray", "multiagent": "ran on ray",
         "robustness": "incomplete on ray"}
     report = missing_report(dispatch)
-    assert len(report) == 6 and any(line.startswith("robustness/saie: not run (needs math/seed0") for line in report)
+    assert len(report) == 6
+    assert any(line.startswith("robustness/seed0/saie: not run (needs math/seed0") for line in report)
     # with the data back, a second dispatch runs only what is missing
     again = dispatch_study(profile, ["math", "commonsense", "multiagent", "robustness"], data_dir=str(data_dir),
                            results_root=root, log=log, progress=False)
