@@ -11,6 +11,7 @@ is what the summary step reads. All run dirs of an experiment live beside that f
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,11 @@ def run_inference_experiment(profile: Profile, *, progress: bool = True, **locat
     return runs
 
 
-def challenge_configs(profile: Profile, **locations: Any) -> dict[int, dict[str, Any]]:
-    """seed -> {condition -> ChallengeConfig}: per seed of the profile, the base model, then each trained condition
-    with that seed's adapter per task (from that seed's runs of the task's training experiment, which must have
-    finished).
+def challenge_configs(profile: Profile, seeds: Sequence[int] | None = None,
+                      **locations: Any) -> dict[int, dict[str, Any]]:
+    """seed -> {condition -> ChallengeConfig}: per seed of the profile (or of `seeds`, a subset), the base model,
+    then each trained condition with that seed's adapter per task (from that seed's runs of the task's training
+    experiment, which must have finished).
 
     Every seed meets the same challenge items: a config's `seed` (which items, and which wrong answer each is
     challenged with) is the profile's train seed for every training seed, so the seeds' configs differ in their
@@ -116,11 +118,11 @@ def challenge_configs(profile: Profile, **locations: Any) -> dict[int, dict[str,
     seed."""
     tasks = profile.challenge_config().tasks
     trained = {seed: {t: condition_run_dirs(profile, training_experiment_for(t), **locations, seed=seed)
-                      for t in tasks} for seed in profile.seeds}
+                      for t in tasks} for seed in (profile.seeds if seeds is None else seeds)}
     unfinished = {f"seed {seed}, {task}": [c for c, d in runs.items() if c != "base" and not artifacts.is_finished(d)]
                   for seed, by_task in trained.items() for task, runs in by_task.items()}
     if any(unfinished.values()):
-        raise RuntimeError(f"the robustness experiment challenges, for each seed {list(profile.seeds)}, the models "
+        raise RuntimeError(f"the robustness experiment challenges, for each seed {list(trained)}, the models "
                            f"trained by that seed's runs of the training experiments of {list(tasks)}, but these "
                            f"conditions have not finished: { {k: c for k, c in unfinished.items() if c} }: run their "
                            "notebooks (or `make reproduce`) first")

@@ -155,7 +155,7 @@ def run_node(node: RunNode, profile_path: str | Path, *, progress: bool = True,
         return run(configs[node.condition], progress=progress), reused
     robustness = experiment.kind == "robustness"
     if robustness:
-        cfg = challenge_configs(profile, **locations)[node.seed][node.condition]
+        cfg = challenge_configs(profile, [node.seed], **locations)[node.seed][node.condition]
     else:
         cfg = inference_configs(profile, **locations)[node.condition]
     reused = artifacts.is_finished(challenge_run_dir(cfg) if robustness else inference_run_dir(cfg))

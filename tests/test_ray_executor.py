@@ -55,6 +55,21 @@ def test_graph_is_every_run_the_profile_implies_once(data_dir, tmp_path):
     assert not any(n.gpu for n in nodes)  # the tiny profile runs on the CPU
 
 
+def test_a_seeds_challenge_runs_need_only_that_seeds_training(data_dir, tmp_path):
+    """A robustness run of seed 0 can start while seed 1 still trains (run_node asks for its own seed only)."""
+    from saie_lib.experiments import challenge_configs
+
+    profile = load_profile("tiny")
+    locations = {"data_dir": str(data_dir), "results_root": str(tmp_path)}
+    for name in ("math", "commonsense"):  # seed 0 finished, seed 1 not
+        for run_dir in seed_run_dirs(profile, EXPERIMENTS[name], **locations)[0].values():
+            run_dir.mkdir(parents=True)
+            (run_dir / "metrics.json").write_text("{}")
+    assert set(challenge_configs(profile, [0], **locations)) == {0}
+    with pytest.raises(RuntimeError, match="seed 1"):
+        challenge_configs(profile, **locations)
+
+
 def test_runs_that_ask_the_local_partner_follow_each_other_in_serial_order(data_dir, tmp_path):
     """The tiny profile's partner is `self`: within a training experiment, the runs with remarks from it start
     one after another (seed, then condition, as the serial loop), the others start free."""
