@@ -255,8 +255,8 @@ def results_text(page: Path) -> list[str]:
 def _kill_after_a_discussion_checkpoint(run_dir: Path, log: Path, cache: Path, seen: dict) -> None:
     """SIGKILL the worker running `run_dir` once it has checkpointed its first discussion batch (batch 1 is the
     warm-up), noting how many remarks the cache held then."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 1800  # Ray's start and the model's load take minutes on a loaded 2-core machine
+    while time.monotonic() < deadline and not (run_dir / "metrics.json").is_file():
         header = log.read_text().splitlines()[0] if log.is_file() and log.stat().st_size else ""
         if header and (run_dir / "checkpoints" / "batch-000002" / "cursor.json").is_file():
             os.kill(int(header.split(" pid ")[1].split()[0]), signal.SIGKILL)
