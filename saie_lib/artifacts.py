@@ -195,8 +195,9 @@ def is_finished(run_dir: str | Path) -> bool:
 
 def record_session(run_dir: str | Path, env: dict[str, Any], resolved: dict[str, Any]) -> Path:
     """Write this session's env record (env.json first, env-<n>.json for each resumed session) and pin what
-    the first session resolved (weights source, partner): a later session that resolves otherwise would mix
-    two different models into one run, so it is refused."""
+    the first session resolved (weights source and, where not the reference ones, their digest or revision;
+    partner): a later session that resolves otherwise would mix two different models into one run, so it is
+    refused."""
     config_path = run_file(run_dir, "config")
     config = read_json(config_path)
     first = config.get("resolved")

@@ -12,6 +12,7 @@ from typing import Any
 from . import config_checks
 from .conditions import INFERENCE_SETTINGS, NO_PARTNER_POLICIES, REMARK_POLICIES
 from .config_checks import check_choice, check_min, check_partner, check_positive, check_run_fields
+from .model_sources import partner_weights_fields, weights_fields
 from .paths import configs_dir
 from .tasks import TASKS
 from .yaml_files import read_yaml_mapping
@@ -45,9 +46,12 @@ class RunConfig:
     omitted_at: dict[str, Any] = {}
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide what a run computes (locations excluded)."""
-        return {k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS + OPERATIONAL_FIELDS
-                and not (k in self.omitted_at and self.omitted_at[k] == v)}
+        """The fields that decide what a run computes (locations excluded), and the weights `model` resolves to
+        where they are not the reference ones (saie_lib.model_sources.weights_identity: the source and digest or
+        revision, so a Hub user's `auto` run and a committed GGUF one never share an id)."""
+        return {**{k: v for k, v in to_dict(self).items() if k not in LOCATION_FIELDS + OPERATIONAL_FIELDS
+                   and not (k in self.omitted_at and self.omitted_at[k] == v)},
+                **weights_fields(self.model, self.model_source)}  # every run config has both fields
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ class TrainConfig(RunConfig):
             from .partners.scripted import SCRIPT_VERSION
 
             identity["partner_script"] = SCRIPT_VERSION
-        return identity
+        return {**identity, **partner_weights_fields(self.partner)}
 
     def __post_init__(self) -> None:
         self._check_model_fields()

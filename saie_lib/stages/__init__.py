@@ -23,6 +23,7 @@ from .. import artifacts, run_lock
 from ..config import RunConfig, TrainConfig, to_dict
 from ..data.io import resolve_data_dir
 from ..generation import set_seed
+from ..model_sources import partner_weights_fields, weights_fields
 from ..models import uses_plain_prompts
 from ..paths import remark_cache_file, run_dir
 from ..portable import portable
@@ -99,10 +100,18 @@ def starting(out: Path) -> Iterator[None]:
 
 
 def record_session(out: Path, cfg: RunConfig, *, resolved: dict[str, Any], **facts: Any) -> Path:
-    """This session's environment record, with the seed, prompt version and data source."""
+    """This session's environment record, with the seed, prompt version and data source; `resolved` (the weights
+    source, partner) is pinned with the weights the run identity named (`weights_record`)."""
     env = artifacts.env_record(seed=cfg.seed, prompt_version=run_prompt_version(cfg), data_source=data_source(cfg),
                                **facts)
-    return artifacts.record_session(out, portable_record(cfg, env), resolved=resolved)
+    return artifacts.record_session(out, portable_record(cfg, env), resolved={**resolved, **weights_record(cfg)})
+
+
+def weights_record(cfg: RunConfig) -> dict[str, Any]:
+    """`weights` (and a training partner's `partner_weights`) where they are not the reference weights: the source
+    and digest or revision the run identity holds (saie_lib.model_sources), for the run's records."""
+    partner = partner_weights_fields(cfg.partner) if isinstance(cfg, TrainConfig) else {}
+    return {**weights_fields(cfg.model, cfg.model_source), **partner}
 
 
 def write_metrics(out: Path, cfg: RunConfig, metrics: dict[str, Any]) -> Path:

@@ -44,6 +44,7 @@ from . import (
     single_writer,
     stage_identity,
     starting,
+    weights_record,
     write_metrics,
 )
 
@@ -165,7 +166,8 @@ def run_challenge(cfg: ChallengeConfig, *, progress: bool = True) -> Path:
                           "decoding": generation_settings(Decoding(max_new_tokens=max_new_tokens)),
                           "final_decoding": generation_settings(Decoding(max_new_tokens=cfg.final_max_new_tokens))}
     write_metrics(out, cfg, {
-        "label": cfg.label, "model": cfg.model, "model_source": loaded[2]["source"], "seed": cfg.seed,
+        "label": cfg.label, "model": cfg.model, "model_source": loaded[2]["source"], **weights_record(cfg),
+        "seed": cfg.seed,
         "n": sum(m["n"] for m in per_task.values()), "tasks": per_task, "challenge_version": CHALLENGE_VERSION,
         "parser_rules": RULES_VERSION, "prompt_version": run_prompt_version(cfg), "run_id": out.name,
         "seconds_this_session": round(time.perf_counter() - started, 1),

@@ -36,6 +36,7 @@ from . import (
     single_writer,
     stage_identity,
     starting,
+    weights_record,
     write_metrics,
 )
 
@@ -164,7 +165,8 @@ def run_inference(cfg: InferenceConfig, *, progress: bool = True) -> Path:
     write_metrics(out, cfg, {
         "task": cfg.task, "label": label_of(cfg), "model": cfg.model, "adapter": cfg.adapter, "n": len(examples),
         "agents": cfg.agents, "rounds": cfg.rounds, "seed": cfg.seed, "prompt_version": run_prompt_version(cfg),
-        "model_source": info["source"], "parser_rules": RULES_VERSION, "settings": metrics, "decoding": {
+        "model_source": info["source"], **weights_record(cfg), "parser_rules": RULES_VERSION, "settings": metrics,
+        "decoding": {
             "greedy": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens)),
             "sampled": generation_settings(Decoding(max_new_tokens=cfg.max_new_tokens, do_sample=True,
                                                     temperature=cfg.temperature))},

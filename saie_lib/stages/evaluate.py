@@ -27,6 +27,7 @@ from . import (
     single_writer,
     stage_identity,
     starting,
+    weights_record,
     write_metrics,
 )
 
@@ -96,7 +97,8 @@ def run_evaluation(cfg: EvalConfig, model: LazyModel | None = None, *, progress:
     artifacts.write_jsonl(run_file(out, "samples"), rows)
     write_metrics(out, cfg, {
         **metrics, "task": cfg.task, "split": resolved_split(cfg), "model": cfg.model,
-        "model_source": model_info["source"], "prompt_version": run_prompt_version(cfg), "run_id": out.name,
+        "model_source": model_info["source"], **weights_record(cfg), "prompt_version": run_prompt_version(cfg),
+        "run_id": out.name,
         "seed": cfg.seed, "limit": cfg.limit, "eval_seconds": round(time.perf_counter() - started, 1),
         **generation_record(net),
     })

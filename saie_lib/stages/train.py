@@ -50,6 +50,7 @@ from . import (
     single_writer,
     stage_identity,
     starting,
+    weights_record,
     write_metrics,
 )
 
@@ -254,7 +255,7 @@ def finish(s: Session, started: float, *, progress: bool = True) -> None:
     write_jsonl(run_file(s.out, "samples"), rows)
     write_metrics(s.out, s.cfg, {
         **metrics, "task": s.cfg.task, "split": get_task(s.cfg.task).eval_split, "model": s.cfg.model,
-        "model_source": s.learner.info["source"], "backend": s.learner.info["backend"],
+        "model_source": s.learner.info["source"], **weights_record(s.cfg), "backend": s.learner.info["backend"],
         "remark_policy": s.cfg.remark_policy, "update_target": s.cfg.update_target,
         "condition": condition_name(s.cfg.remark_policy, s.cfg.update_target, s.cfg.partner), "run_id": s.out.name,
         "prompt_version": run_prompt_version(s.cfg), "seed": s.cfg.seed, "steps": s.step,
