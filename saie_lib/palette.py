@@ -15,6 +15,10 @@ CONDITION_COLOURS = {
     "adversarial": "#d55e00",  # vermilion
     "saie": "#6a3d9a",  # purple: supportive and adversarial
     "saie_mixed": "#b39ddb",  # light purple: SAIE with the mixed target
+    # the scripted partner's conditions: the model partner's hue, darker
+    "supportive_scripted": "#145a14",
+    "adversarial_scripted": "#7f2704",
+    "saie_scripted": "#2d004b",
     "gold": "#000000",
 }
 SETTING_COLOURS = {

