@@ -243,13 +243,15 @@ def test_after_ray_the_notebooks_only_read_and_the_page_equals_the_serial_one(re
         assert "Traceback" not in (root / "runs" / "tiny" / name / experiment.notebook).read_text()
     build_summary(serial, progress=False)  # the serial run's page, from its run dirs and markers
     for relative in ("README.md", *(f"tables/{p.name}" for p in (serial / "tables").iterdir())):
-        assert results_text(root / relative) == results_text(serial / relative), relative
+        assert results_text(root, relative) == results_text(serial, relative), relative
 
 
-def results_text(page: Path) -> list[str]:
-    """A page's lines less its measured peak memory: a Ray worker holds one run, the serial process them all, so
-    that line measures the executor, not the study (record_compare leaves `resources` out for the same reason)."""
-    return [line for line in page.read_text().splitlines() if not line.startswith("Measured peak memory:")]
+def results_text(root: Path, relative: str) -> list[str]:
+    """A page's or table's lines, its results root written as `<root>` (a root outside the checkout is named by
+    its absolute path), less the measured peak memory: a Ray worker holds one run, the serial process them all,
+    so that line measures the executor, not the study (record_compare leaves `resources` out for that reason)."""
+    text = (root / relative).read_text().replace(str(root), "<root>")
+    return [line for line in text.splitlines() if not line.startswith("Measured peak memory:")]
 
 
 def _kill_after_a_discussion_checkpoint(run_dir: Path, log: Path, cache: Path, seen: dict) -> None:
