@@ -114,7 +114,8 @@ class Dispatch:
 
     def release(self, pending: list[RunNode]) -> list[RunNode]:
         """Submit what has all its needs finished and every run it comes after done (finished, failed or not
-        run), give up on what needs a failed run; return the rest."""
+        run; a run it comes after that is not in this dispatch is not waited for), give up on what needs a failed
+        run; return the rest."""
         while True:  # again while a pass settles runs (reused, not run) that others wait for
             waiting = self._release_once(pending)
             if len(waiting) == len(pending):
@@ -123,13 +124,15 @@ class Dispatch:
 
     def _release_once(self, pending: list[RunNode]) -> list[RunNode]:
         waiting = []
+        dispatched = {node.label for node in self.nodes}
         done = {**self.outcome.finished, **self.outcome.failed, **self.outcome.not_run}
         for node in pending:
             lost = [n for n in node.needs if n in self.outcome.failed or n in self.outcome.not_run]
             if lost:
                 self.outcome.not_run[node.label] = lost
                 self.say(f"{node.label}: not run: it needs {', '.join(lost)}, which did not finish")
-            elif all(n in self.outcome.finished for n in node.needs) and all(n in done for n in node.after):
+            elif all(n in self.outcome.finished for n in node.needs) and all(
+                    n in done or n not in dispatched for n in node.after):
                 self.start(node)
             else:
                 waiting.append(node)

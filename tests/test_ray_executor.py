@@ -106,6 +106,18 @@ def test_a_run_after_reused_runs_starts_in_the_same_release(tmp_path):
     assert dispatch.outcome.reused == {n.label for n in nodes} and submitted == []
 
 
+def test_a_run_comes_after_only_runs_of_the_same_dispatch(tmp_path):
+    """One run dispatched alone starts, though in the whole graph it would wait for another."""
+    from saie_lib.ray_executor import Dispatch
+    from saie_lib.run_graph import RunNode
+
+    node = RunNode("math", "saie", 0, after=("math/seed0/adversarial",), run_dir=tmp_path / "saie")
+    submitted = []
+    dispatch = Dispatch([node], submit=submitted.append, logs=lambda node: tmp_path / "log", say=lambda line: None)
+    assert dispatch.release([node]) == []
+    assert submitted == [node]
+
+
 def test_a_need_outside_the_selected_experiments_is_left_to_the_run_to_check(data_dir, tmp_path):
     nodes = study_graph(load_profile("tiny"), ["multiagent"], data_dir=str(data_dir), results_root=str(tmp_path))
     assert [n.needs for n in nodes] == [()] * len(nodes)
@@ -258,7 +270,7 @@ def _kill_after_a_discussion_checkpoint(run_dir: Path, log: Path, cache: Path, s
     """SIGKILL the worker running `run_dir` once it has checkpointed its first discussion batch (batch 1 is the
     warm-up), noting how many remarks the cache held then."""
     deadline = time.monotonic() + 1800  # Ray's start and the model's load take minutes on a loaded 2-core machine
-    while time.monotonic() < deadline and not (run_dir / "metrics.json").is_file():
+    while time.monotonic() < deadline and not (run_dir / "metrics.json").is_file() and not seen.get("returned"):
         header = log.read_text().splitlines()[0] if log.is_file() and log.stat().st_size else ""
         if header and (run_dir / "checkpoints" / "batch-000002" / "cursor.json").is_file():
             os.kill(int(header.split(" pid ")[1].split()[0]), signal.SIGKILL)
@@ -283,7 +295,9 @@ def test_a_worker_killed_mid_training_is_retried_and_gives_the_same_records(clus
                               args=(node.run_dir, log, remark_cache_file(), seen))
     killer.start()
     outcome = run_graph([node], profile.path, logs_dir=tmp_path / "logs", progress=False, **locations)
+    seen["returned"] = True  # the killer stops waiting whatever happened
     killer.join()
+    assert outcome.finished == {node.label: node.run_dir}, outcome
     assert "entries" in seen, "the run finished before it could be killed"
     assert outcome.finished == {node.label: node.run_dir} and not outcome.failed
     assert attempts(log) == 2 and "resuming from checkpoint batch-" in log.read_text()
