@@ -35,7 +35,10 @@ def cached_revision(repo_id: str) -> str | None:
     """The revision of the snapshot the local Hub cache holds for `repo_id` (its refs/main), if any."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "config.json")
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a repo id (a path that does not exist, say): nothing cached under it
+        return None
     return Path(found).parent.name if isinstance(found, str) else None
 
 

@@ -119,6 +119,12 @@ def test_hub_id_is_named_by_the_cached_revision(hub_cache):
     assert weights_identity("Owner/Name") == f"hub:Owner/Name@{REVISION}"
 
 
+def test_a_missing_local_path_names_no_weights_and_raises_nothing(hub_cache, tmp_path):
+    """Not a directory and not a repo id: the identity names no weights (loading then says what is missing)."""
+    assert weights_identity(str(tmp_path / "no-such-model")) is None
+    assert weights_identity("./not/a/model") is None
+
+
 def test_hub_weights_load_at_the_revision_the_identity_names(hub_cache):
     assert resolve_model("Owner/Name").path == str(hub_cache / "models--Owner--Name" / "snapshots" / REVISION)
 
