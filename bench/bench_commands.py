@@ -1,12 +1,14 @@
 """Time the README's commands as a new user runs them, and record what they printed:
 
     python bench/bench_commands.py [--install] [--venv .venv] [--out results/bench/commands.json]
+    python bench/bench_commands.py --test --out results/bench/make-test.json
 
 - `make demo` into a fresh results root (every run computed), then again into the same root (every run reused);
   with --reuse-only, `make demo` into a copy of the committed results (every run reused);
 - `make reproduce PROFILE=cpu-quick` into a copy of the committed results (every experiment finished: reused);
 - with --install, `make install` into a fresh virtualenv in a copy of the tracked files (the lock, torch's CPU
-  build, the embedded model), and the disk it takes.
+  build, the embedded model), and the disk it takes;
+- with --test, `make test` alone in a copy of the tracked files (what CI runs), into a record of its own.
 
 Each command runs with the given environment's Python and without reinstalling it (make -o <stamp>), so the
 times are the commands' own. The machine's load average at start and end is recorded beside each time: on a
@@ -70,12 +72,25 @@ def bench_demo_and_reproduce(venv: Path, env: dict[str, str], scratch: Path, *, 
     return results
 
 
-def bench_install(scratch: Path, env: dict[str, str]) -> dict:
+def tracked_copy(scratch: Path) -> Path:
+    """A copy of the tracked files (what a clean clone holds) under scratch/checkout."""
     tree = scratch / "checkout"
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     for name in filter(None, files.split("\0")):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, tree / name)
+    return tree
+
+
+def bench_test(venv: Path, env: dict[str, str], scratch: Path) -> dict:
+    """`make test` in a copy of the tracked files, with the given environment (its kernels import the copy)."""
+    tree = tracked_copy(scratch)
+    return {"make test (copy of the tracked files)": timed(make("test", venv), cwd=tree,
+                                                           env={**env, "PYTHONPATH": str(tree)})}
+
+
+def bench_install(scratch: Path, env: dict[str, str]) -> dict:
+    tree = tracked_copy(scratch)
     record = timed(["make", "install", "VENV=.venv"], cwd=tree, env={k: v for k, v in env.items()
                                                                       if k not in ("CONDA_PREFIX", "PYTHONPATH")})
     record["venv_gb"] = size_gb(tree / ".venv")
@@ -89,13 +104,18 @@ def main() -> int:
     parser.add_argument("--reuse-only", action="store_true",
                         help="time the commands on a copy of the committed runs only (no demo computing: on a "
                              "busy machine its time says little; the committed runs record their eval_seconds)")
+    parser.add_argument("--test", action="store_true",
+                        help="time `make test` only, in a copy of the tracked files (--out: a record of its own)")
     parser.add_argument("--out", default=str(REPO / "results" / "bench" / "commands.json"))
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the kernels import this checkout's saie_lib
     code = git_state()  # the code that ran, read before anything runs
     with tempfile.TemporaryDirectory(prefix="saie-commands-") as scratch:
-        commands = bench_demo_and_reproduce(Path(args.venv).resolve(), env, Path(scratch),
-                                            compute=not args.reuse_only)
+        if args.test:
+            commands = bench_test(Path(args.venv).resolve(), env, Path(scratch))
+        else:
+            commands = bench_demo_and_reproduce(Path(args.venv).resolve(), env, Path(scratch),
+                                                compute=not args.reuse_only)
         if args.install:
             commands.update(bench_install(Path(scratch), env))
     models = cache_dir() / "models"
