@@ -105,7 +105,8 @@ def run_hours(profile_name: str, basis: dict, data_dir: str | None) -> tuple[dic
     train_h, eval_h = basis["train_hours"] / GSM8K_TRAIN, basis["eval_hours"] / GSM8K_TEST
     count = lambda task, split, limit, seed: len(load_task(task, split, data_dir=data_dir, limit=limit, seed=seed))
     hours = {}
-    for node in (n for n in nodes if n.seed is not None):
+    training = [n for n in nodes if EXPERIMENTS[n.experiment].is_training]
+    for node in training:
         cfg = condition_configs(profile, EXPERIMENTS[node.experiment], **locations, seed=node.seed)["saie"]
         task = get_task(cfg.task)
         evaluated = count(cfg.task, task.eval_split, cfg.eval_limit, cfg.seed) * eval_h
@@ -118,7 +119,7 @@ def run_hours(profile_name: str, basis: dict, data_dir: str | None) -> tuple[dic
     challenge = profile.challenge_config()
     items = sum(count(t, get_task(t).eval_split, limit, challenge.seed) for t, limit in zip(challenge.tasks,
                                                                                            challenge.limits))
-    for node in (n for n in nodes if n.seed is None):
+    for node in (n for n in nodes if n not in training):
         generations = (examples * sum(turns[s] for s in inference.settings) if node.experiment == "multiagent"
                        else items * (1 + len(REMARK_KINDS)))
         hours[node.label] = generations * eval_h
@@ -203,9 +204,9 @@ def main() -> None:
         return
     data_dir = os.environ.get("SAIE_DATA_DIR")
     env = artifacts.env_record()  # before the work: the commit that ran it
+    projection = project(args.project_profile, args.gpu_record, args.gpus, data_dir)  # seconds: first
     record = {"env": env, "cpu_count": os.cpu_count(),
-              "measured": measure(args.profile, args.workers, data_dir),
-              "projection": project(args.project_profile, args.gpu_record, args.gpus, data_dir)}
+              "measured": measure(args.profile, args.workers, data_dir), "projection": projection}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"ray-{args.profile}.json"
     artifacts.write_json(path, record)

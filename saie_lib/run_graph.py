@@ -36,7 +36,7 @@ class RunNode:
 
     experiment: str
     condition: str
-    seed: int | None  # training experiments: the seed; inference and robustness: None (the first seed's models)
+    seed: int | None  # training and robustness runs: the seed; inference: None (the first seed's models)
     needs: tuple[str, ...] = ()  # labels of the runs whose adapters it reads
     after: tuple[str, ...] = ()  # labels of the runs it starts after, finished or not (see asks_local_partner)
     run_dir: Path | None = None
