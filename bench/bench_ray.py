@@ -179,9 +179,9 @@ def plot(record: dict, path: Path) -> None:
     for x, total in enumerate(totals):
         left.text(x, total, f"{total:.0f} s", ha="center", va="bottom", fontsize=8)
     left.set(ylabel="wall seconds", title=f"`{record['measured']['profile']}` study's runs, 2 cores (measured)")
-    left.legend(fontsize=7)
+    left.legend(fontsize=7, loc="lower center")
     projection = record["projection"]
-    gpus = list(projection["wall_hours"])
+    gpus = sorted(projection["wall_hours"], key=int)  # a JSON record holds them sorted as text
     right.bar(gpus, [projection["wall_hours"][n] / 24 for n in gpus], color="#dd8452")
     right.set(xlabel="GPUs", ylabel="days", title=f"`{projection['profile']}` on N GPUs (PROJECTED, not measured)")
     save(fig, path)
