@@ -178,8 +178,10 @@ def plot(record: dict, path: Path) -> None:
     left.bar(labels, runs, color="#4c72b0", label="the dispatch itself")
     for x, total in enumerate(totals):
         left.text(x, total, f"{total:.0f} s", ha="center", va="bottom", fontsize=8)
-    left.set(ylabel="wall seconds", title=f"`{record['measured']['profile']}` study's runs, 2 cores (measured)")
-    left.legend(fontsize=7, loc="lower center")
+    measured_on = f"{record['cpu_count']} cores (measured)"  # the machine the record was made on
+    left.set(ylabel="wall seconds", title=f"`{record['measured']['profile']}` study's runs, {measured_on}")
+    left.set_ylim(0, max(totals) * 1.35)  # room above the bars for the legend
+    left.legend(fontsize=7, loc="upper left")
     projection = record["projection"]
     gpus = sorted(projection["wall_hours"], key=int)  # a JSON record holds them sorted as text
     right.bar(gpus, [projection["wall_hours"][n] / 24 for n in gpus], color="#dd8452")
